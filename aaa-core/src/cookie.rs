@@ -1,0 +1,269 @@
+//! Session cookies, their stored hash, and public session ids.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::TryRng as _;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use crate::{AaaError, InvalidInput};
+
+/// Bytes of entropy in a session cookie.
+pub const COOKIE_BYTES: usize = 32;
+/// Length of a cookie's text (base64url without padding).
+pub const COOKIE_TEXT_LEN: usize = 43;
+
+/// A session cookie: 32 bytes from the OS CSPRNG, as 43 characters of base64url.
+///
+/// It is a bearer secret: `Debug` and `Display` print `SessionCookie(<redacted>)`, and only
+/// [`expose`](Self::expose) gives the text. Stores never see it, only its [`CookieHash`].
+#[derive(Clone)]
+pub struct SessionCookie {
+    text: String,
+}
+
+impl SessionCookie {
+    /// A fresh cookie from the operating system's random generator.
+    pub fn generate() -> Result<Self, AaaError> {
+        let mut raw = [0u8; COOKIE_BYTES];
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut raw)
+            .map_err(AaaError::Entropy)?;
+        Ok(Self {
+            text: URL_SAFE_NO_PAD.encode(raw),
+        })
+    }
+
+    /// Parses a cookie presented by a client. Checks the length and the alphabet only; whether it
+    /// names a session is the store's answer.
+    pub fn parse(text: &str) -> Result<Self, InvalidInput> {
+        if text.len() != COOKIE_TEXT_LEN {
+            return Err(InvalidInput::CookieMalformed {
+                reason: "expected 43 characters",
+            });
+        }
+        let mut raw = [0u8; COOKIE_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(text.as_bytes(), &mut raw) {
+            // Canonical form only: re-encoding must give the same text (the last character
+            // carries 4 unused bits).
+            Ok(COOKIE_BYTES) if URL_SAFE_NO_PAD.encode(raw) == text => Ok(Self {
+                text: text.to_owned(),
+            }),
+            _ => Err(InvalidInput::CookieMalformed {
+                reason: "not canonical base64url",
+            }),
+        }
+    }
+
+    /// The cookie's text, to hand to the client. Treat it as a password.
+    pub fn expose(&self) -> &str {
+        &self.text
+    }
+
+    /// The SHA-256 of the cookie's text: the only form a store keeps.
+    pub fn hash(&self) -> CookieHash {
+        CookieHash(Sha256::digest(self.text.as_bytes()).into())
+    }
+}
+
+impl fmt::Debug for SessionCookie {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionCookie(<redacted>)")
+    }
+}
+
+impl fmt::Display for SessionCookie {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl PartialEq for SessionCookie {
+    fn eq(&self, other: &Self) -> bool {
+        self.text.as_bytes().ct_eq(other.text.as_bytes()).into()
+    }
+}
+impl Eq for SessionCookie {}
+
+impl FromStr for SessionCookie {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// SHA-256 of a session cookie: the key a store files a session under.
+///
+/// Its `Debug` shows a short prefix only, enough to correlate log lines of one process.
+#[derive(Clone, Copy, Hash, PartialEq, Eq)]
+pub struct CookieHash([u8; 32]);
+
+impl CookieHash {
+    /// Wraps 32 bytes read back from a store.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+    /// The 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+    /// Lower-case hexadecimal, for store keys.
+    pub fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push(hex_digit(b >> 4));
+            s.push(hex_digit(b & 0xf));
+        }
+        s
+    }
+    /// Constant-time equality.
+    pub fn ct_eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+fn hex_digit(n: u8) -> char {
+    char::from_digit(u32::from(n), 16).unwrap_or('0')
+}
+
+impl fmt::Debug for CookieHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hex = self.to_hex();
+        write!(f, "CookieHash({}…)", hex.get(..8).unwrap_or_default())
+    }
+}
+
+/// A session's public identifier, for operators (`show session`, `clear session <id>`).
+///
+/// Random, unique in the store, and unrelated to the cookie: knowing it grants nothing.
+/// Written as lower-case hexadecimal (8 digits for the ids aaa makes).
+#[derive(Clone, Copy, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SessionId(u64);
+
+impl SessionId {
+    /// A fresh random id from the operating system's random generator (32 bits; the store
+    /// refuses duplicates and the manager retries).
+    pub fn generate() -> Result<Self, AaaError> {
+        let mut raw = [0u8; 4];
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut raw)
+            .map_err(AaaError::Entropy)?;
+        Ok(Self(u64::from(u32::from_be_bytes(raw))))
+    }
+    /// Wraps a raw value (read back from a store).
+    pub fn from_u64(v: u64) -> Self {
+        Self(v)
+    }
+    /// The raw value.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({self})")
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(InvalidInput::SessionIdMalformed);
+        }
+        u64::from_str_radix(s, 16)
+            .map(Self)
+            .map_err(|_| InvalidInput::SessionIdMalformed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn generated_cookie_round_trips_and_is_redacted() {
+        let c = SessionCookie::generate().unwrap();
+        assert_eq!(c.expose().len(), COOKIE_TEXT_LEN);
+        let back = SessionCookie::parse(c.expose()).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.hash(), c.hash());
+        assert_eq!(format!("{c:?}"), "SessionCookie(<redacted>)");
+        assert_eq!(format!("{c}"), "<redacted>");
+        assert!(!format!("{:?}", c.hash()).contains(&c.hash().to_hex()));
+    }
+
+    #[test]
+    fn cookies_differ() {
+        let a = SessionCookie::generate().unwrap();
+        let b = SessionCookie::generate().unwrap();
+        assert_ne!(a, b);
+        assert_ne!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn malformed_cookies_are_typed_errors() {
+        let good = SessionCookie::generate().unwrap();
+        let cases = [
+            String::new(),
+            "short".to_owned(),
+            format!("{}A", good.expose()),
+            // '+' and '/' are standard base64, not base64url.
+            format!("+{}", good.expose().get(1..).unwrap()),
+            format!("{}=", good.expose().get(1..).unwrap()),
+            // Non-ASCII of the right byte length.
+            format!("é{}", good.expose().get(2..).unwrap()),
+        ];
+        for text in cases {
+            assert!(
+                matches!(
+                    SessionCookie::parse(&text),
+                    Err(InvalidInput::CookieMalformed { .. })
+                ),
+                "{text:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn non_canonical_last_char_is_refused() {
+        // 32 bytes → 43 chars; the last char holds 2 data bits and 4 zero bits.
+        let text = format!("{}B", "A".repeat(42));
+        assert!(SessionCookie::parse(&text).is_err());
+        let text = format!("{}E", "A".repeat(42));
+        assert!(SessionCookie::parse(&text).is_ok());
+    }
+
+    #[test]
+    fn session_id_text_round_trips() {
+        let id = SessionId::from_u64(0x3fa9_c2d1);
+        assert_eq!(id.to_string(), "3fa9c2d1");
+        assert_eq!("3fa9c2d1".parse::<SessionId>().unwrap(), id);
+        for bad in ["", "xyz", "-1", "+1", "12345678901234567", " 1"] {
+            assert_eq!(
+                bad.parse::<SessionId>(),
+                Err(InvalidInput::SessionIdMalformed),
+                "{bad:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,60}") {
+            let _ = SessionCookie::parse(&s);
+            let _ = s.parse::<SessionId>();
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Local accounts (work in progress).
