@@ -52,6 +52,9 @@ pub enum AaaError {
         /// How many attempts were made.
         attempts: u32,
     },
+    /// The session manager this user came from has been dropped.
+    #[error("the session manager is shut down")]
+    Shutdown,
     /// The runtime of the blocking API could not be started.
     #[error("the async runtime could not be started")]
     Runtime(#[source] std::io::Error),
