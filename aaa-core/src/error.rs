@@ -55,6 +55,10 @@ pub enum AaaError {
     /// The session manager this user came from has been dropped.
     #[error("the session manager is shut down")]
     Shutdown,
+    /// A blocking call was made from inside an async runtime, where it would deadlock (the
+    /// seed's `DeadlockDetectedError`): use the async API there.
+    #[error("a blocking aaa call was made inside an async runtime; use the async API there")]
+    DeadlockDetected,
     /// The runtime of the blocking API could not be started.
     #[error("the async runtime could not be started")]
     Runtime(#[source] std::io::Error),
@@ -148,6 +152,10 @@ pub enum ConfigError {
     /// No authentication mechanism was configured.
     #[error("no authentication mechanism is configured")]
     NoMechanism,
+    /// `Aaa` needs a tokio runtime (for its reaper and the callback API): build it inside one,
+    /// give it a handle, or use `aaa::blocking`.
+    #[error("no tokio runtime: build Aaa inside a runtime, pass one with .runtime(handle), or use aaa::blocking")]
+    NoRuntime,
     /// A limit or a timeout was set to zero.
     #[error("{what} must be greater than zero")]
     Zero {
