@@ -61,7 +61,7 @@ pub use auth::{
     MethodList, OnReject, Outcome, RejectReason, validate_password, validate_username,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use cookie::{COOKIE_BYTES, COOKIE_TEXT_LEN, CookieHash, SessionCookie, SessionId};
+pub use cookie::{COOKIE_BYTES, COOKIE_TEXT_LEN, CookieHash, CookieHashBuilder, CookieHasher, SessionCookie, SessionId};
 pub use error::{
     AaaError, BoxError, ConfigError, InvalidInput, LimitScope, MechanismFailure, StoreError, StoreErrorKind,
     Unavailable,

@@ -58,6 +58,22 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
         touch_granularity: Duration,
     ) -> Result<Option<SessionRecord>, StoreError>;
 
+    /// As [`validate`](Self::validate), answering only the session's id: the fast path of a
+    /// validation whose user this process has cached. Stores that can answer without copying
+    /// the record should override it.
+    async fn validate_id(
+        &self,
+        key: &CookieHash,
+        now: SystemTime,
+        touch: bool,
+        touch_granularity: Duration,
+    ) -> Result<Option<SessionId>, StoreError> {
+        Ok(self
+            .validate(key, now, touch, touch_granularity)
+            .await?
+            .map(|r| r.id))
+    }
+
     /// The live record under `key` at `now`, without touching it.
     async fn get(&self, key: &CookieHash, now: SystemTime) -> Result<Option<SessionRecord>, StoreError> {
         self.validate(key, now, false, Duration::ZERO).await

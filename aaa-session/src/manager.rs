@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use aaa_core::{
-    AaaError, ActiveSession, Clock, ConfigError, CookieHash, CreateOutcome, EndCause, ExosUser, Identity,
+    AaaError, ActiveSession, Clock, ConfigError, CookieHash, CookieHashBuilder, CreateOutcome, EndCause, ExosUser, Identity,
     LimitScope, Mechanism, SessionControl, SessionCookie, SessionId, SessionInfo, SessionLimits,
     SessionObserver, SessionRecord, SessionStore, SystemClock, async_trait, truncate_ms,
 };
@@ -75,7 +75,8 @@ impl SessionConfig {
     }
 }
 
-type CacheShard = RwLock<HashMap<CookieHash, Arc<ExosUser>>>;
+/// Each user is kept with its session id, so a hit is confirmed without locking the user.
+type CacheShard = RwLock<HashMap<CookieHash, (SessionId, Arc<ExosUser>), CookieHashBuilder>>;
 
 /// This process's `ExosUser` instances of live sessions, by cookie hash.
 struct Cache {
@@ -93,7 +94,23 @@ impl Cache {
         #[allow(clippy::indexing_slicing)] // i < CACHE_SHARDS == self.shards.len()
         &self.shards[i]
     }
-    fn get(&self, key: &CookieHash) -> Option<Arc<ExosUser>> {
+    /// The cached user of session `id` under `key`.
+    fn get(&self, key: &CookieHash, id: SessionId) -> Option<Arc<ExosUser>> {
+        match self.shard(key).read().unwrap_or_else(PoisonError::into_inner).get(key) {
+            Some((cached_id, user)) if *cached_id == id => Some(user.clone()),
+            _ => None,
+        }
+    }
+    /// The id of the session cached under `key`.
+    fn cached_id(&self, key: &CookieHash) -> Option<SessionId> {
+        self.shard(key)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .map(|(id, _)| *id)
+    }
+    /// The entry cached under `key`.
+    fn entry(&self, key: &CookieHash) -> Option<(SessionId, Arc<ExosUser>)> {
         self.shard(key)
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -104,9 +121,9 @@ impl Cache {
     fn insert_or_get(&self, key: CookieHash, user: Arc<ExosUser>, id: SessionId) -> Arc<ExosUser> {
         let mut map = self.shard(&key).write().unwrap_or_else(PoisonError::into_inner);
         match map.get(&key) {
-            Some(existing) if existing.session_id() == Some(id) => existing.clone(),
+            Some((cached_id, existing)) if *cached_id == id => existing.clone(),
             _ => {
-                map.insert(key, user.clone());
+                map.insert(key, (id, user.clone()));
                 user
             }
         }
@@ -116,6 +133,7 @@ impl Cache {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(key)
+            .map(|(_, user)| user)
     }
     fn keys(&self) -> Vec<CookieHash> {
         self.shards
@@ -235,22 +253,25 @@ impl SessionManager {
         let inner = &self.inner;
         let now = inner.clock.now();
         let touch = inner.config.idle_timeout.is_some();
-        let record = inner
-            .store
-            .validate(&key, now, touch, inner.config.touch_granularity)
-            .await?;
-        let Some(record) = record else {
-            if let Some(user) = inner.cache.remove(&key) {
-                if let Some(id) = user.session_id() {
-                    user.__session_gone(id);
+        let granularity = inner.config.touch_granularity;
+        // Fast path: this process has the user; the store only confirms the session lives.
+        if let Some((cached, user)) = inner.cache.entry(&key) {
+            match inner.store.validate_id(&key, now, touch, granularity).await? {
+                Some(id) if id == cached => return Ok(Some(user)),
+                Some(_) => {}
+                None => {
+                    inner.evict(&key);
+                    return Ok(None);
                 }
             }
+        }
+        let record = inner.store.validate(&key, now, touch, granularity).await?;
+        let Some(record) = record else {
+            inner.evict(&key);
             return Ok(None);
         };
-        if let Some(user) = inner.cache.get(&key) {
-            if user.session_id() == Some(record.id) {
-                return Ok(Some(user));
-            }
+        if let Some(user) = inner.cache.get(&key, record.id) {
+            return Ok(Some(user));
         }
         let cookie = SessionCookie::parse(cookie)?;
         let session = ActiveSession {
@@ -342,13 +363,9 @@ impl SessionManager {
         let live = inner.store.contains(&keys, inner.clock.now()).await?;
         let mut pruned = 0;
         for (key, live) in keys.iter().zip(live) {
-            if !live {
-                if let Some(user) = inner.cache.remove(key) {
-                    if let Some(id) = user.session_id() {
-                        user.__session_gone(id);
-                    }
-                    pruned += 1;
-                }
+            if !live && inner.cache.cached_id(key).is_some() {
+                inner.evict(key);
+                pruned += 1;
             }
         }
         Ok(pruned)
@@ -413,6 +430,15 @@ impl Drop for ReaperHandle {
 }
 
 impl Inner {
+    /// Drops whatever the cache holds under `key`, telling the user its session is gone.
+    fn evict(&self, key: &CookieHash) {
+        if let Some(user) = self.cache.remove(key) {
+            if let Some(id) = user.session_id() {
+                user.__session_gone(id);
+            }
+        }
+    }
+
     /// Drops a session that ended from the cache, and tells its cached user.
     fn forget(&self, record: &SessionRecord) {
         if let Some(user) = self.cache.remove(&record.key) {

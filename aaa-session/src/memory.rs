@@ -3,41 +3,59 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
 use aaa_core::{
-    CookieHash, CreateOutcome, SessionId, SessionLimits, SessionRecord, SessionStore, StoreError, async_trait,
+    CookieHash, CookieHashBuilder, CreateOutcome, SessionId, SessionLimits, SessionRecord, SessionStore, StoreError, async_trait,
     from_unix_ms, unix_ms,
 };
 
 const SHARDS: usize = 64;
 
-/// A session in memory. `last_ms` slides under a shard *read* lock, so validations of different
-/// sessions never wait on each other.
+/// A session in memory: what a validation reads sits in the map's slot (one cache line or
+/// two); the rest of the record is boxed. `last_ms` slides under a shard *read* lock, so
+/// validations of different sessions never wait on each other.
 struct Entry {
-    record: SessionRecord,
+    id: SessionId,
     last_ms: AtomicU64,
+    /// Idle timeout in ms; `u64::MAX`: none.
+    idle_ms: u64,
+    /// Absolute deadline in ms since the epoch; `u64::MAX`: none.
+    absolute_ms: u64,
+    record: Box<SessionRecord>,
 }
 
 impl Entry {
+    fn new(record: &SessionRecord) -> Self {
+        Self {
+            id: record.id,
+            last_ms: AtomicU64::new(unix_ms(record.last_activity)),
+            idle_ms: record
+                .idle_timeout
+                .map_or(u64::MAX, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            absolute_ms: record.absolute_deadline.map_or(u64::MAX, unix_ms),
+            record: Box::new(record.clone()),
+        }
+    }
     fn snapshot(&self) -> SessionRecord {
-        let mut r = self.record.clone();
+        let mut r = (*self.record).clone();
         r.last_activity = from_unix_ms(self.last_ms.load(Ordering::Acquire));
         r
     }
+    /// The same rule as `SessionRecord::expiry`, in whole milliseconds (the precision records
+    /// are kept in).
+    fn expired_at_ms(&self, now_ms: u64) -> bool {
+        let idle_deadline = self.last_ms.load(Ordering::Acquire).saturating_add(self.idle_ms);
+        (self.idle_ms != u64::MAX && idle_deadline <= now_ms)
+            || (self.absolute_ms != u64::MAX && self.absolute_ms <= now_ms)
+    }
     fn expired_at(&self, now: SystemTime) -> bool {
-        // Cheap check without cloning the record.
-        let last = from_unix_ms(self.last_ms.load(Ordering::Acquire));
-        let idle = self
-            .record
-            .idle_timeout
-            .is_some_and(|t| last.checked_add(t).is_none_or(|d| d <= now));
-        idle || self.record.absolute_deadline.is_some_and(|d| d <= now)
+        self.expired_at_ms(unix_ms(now))
     }
 }
 
-type Shard = RwLock<HashMap<CookieHash, Arc<Entry>>>;
+type Shard = RwLock<HashMap<CookieHash, Entry, CookieHashBuilder>>;
 
 #[derive(Default)]
 struct Index {
@@ -107,11 +125,28 @@ impl MemoryStore {
     }
 }
 
-fn read(s: &Shard) -> RwLockReadGuard<'_, HashMap<CookieHash, Arc<Entry>>> {
+/// The entry if it is live at `now`, its idle deadline slid when `touch` is set.
+fn live_touched(entry: Option<&Entry>, now: SystemTime, touch: bool, granularity: Duration) -> Option<&Entry> {
+    let entry = entry?;
+    let now_ms = unix_ms(now);
+    if entry.expired_at_ms(now_ms) {
+        return None;
+    }
+    if touch {
+        let last = entry.last_ms.load(Ordering::Acquire);
+        let gran = u64::try_from(granularity.as_millis()).unwrap_or(u64::MAX);
+        if now_ms.saturating_sub(last) >= gran {
+            entry.last_ms.fetch_max(now_ms, Ordering::AcqRel);
+        }
+    }
+    Some(entry)
+}
+
+fn read(s: &Shard) -> RwLockReadGuard<'_, HashMap<CookieHash, Entry, CookieHashBuilder>> {
     s.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn write(s: &Shard) -> RwLockWriteGuard<'_, HashMap<CookieHash, Arc<Entry>>> {
+fn write(s: &Shard) -> RwLockWriteGuard<'_, HashMap<CookieHash, Entry, CookieHashBuilder>> {
     s.write().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -155,10 +190,7 @@ impl SessionStore for MemoryStore {
                 return Ok(CreateOutcome::TotalLimit);
             }
         }
-        let entry = Arc::new(Entry {
-            record: record.clone(),
-            last_ms: AtomicU64::new(unix_ms(record.last_activity)),
-        });
+        let entry = Entry::new(record);
         write(shard).insert(record.key, entry);
         index.by_id.insert(record.id, record.key);
         index
@@ -177,21 +209,18 @@ impl SessionStore for MemoryStore {
         touch_granularity: Duration,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let map = read(self.shard(key));
-        let Some(entry) = map.get(key) else {
-            return Ok(None);
-        };
-        if entry.expired_at(now) {
-            return Ok(None);
-        }
-        if touch {
-            let now_ms = unix_ms(now);
-            let last = entry.last_ms.load(Ordering::Acquire);
-            let gran = u64::try_from(touch_granularity.as_millis()).unwrap_or(u64::MAX);
-            if now_ms.saturating_sub(last) >= gran {
-                entry.last_ms.fetch_max(now_ms, Ordering::AcqRel);
-            }
-        }
-        Ok(Some(entry.snapshot()))
+        Ok(live_touched(map.get(key), now, touch, touch_granularity).map(Entry::snapshot))
+    }
+
+    async fn validate_id(
+        &self,
+        key: &CookieHash,
+        now: SystemTime,
+        touch: bool,
+        touch_granularity: Duration,
+    ) -> Result<Option<SessionId>, StoreError> {
+        let map = read(self.shard(key));
+        Ok(live_touched(map.get(key), now, touch, touch_granularity).map(|e| e.id))
     }
 
     async fn remove(&self, key: &CookieHash) -> Result<Option<SessionRecord>, StoreError> {

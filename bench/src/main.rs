@@ -1,1 +1,90 @@
-fn main() {}
+//! `cargo xtask bench`: each row measured side by side with its anchor, in the same run, on this
+//! machine; printed as a markdown table and written to `target/bench/report.json`.
+#![forbid(unsafe_code)]
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot run should stop loudly
+
+mod memory;
+mod report;
+
+use std::path::PathBuf;
+
+use report::{Better, Row};
+
+fn main() {
+    let mut out = PathBuf::from("target/bench/report.json");
+    let mut quick = false;
+    let mut sessions = 100_000;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--out" => out = PathBuf::from(args.next().expect("--out needs a path")),
+            "--quick" => quick = true,
+            "--sessions" => sessions = args.next().and_then(|n| n.parse().ok()).expect("--sessions needs a number"),
+            other => {
+                eprintln!("unknown argument {other:?}; usage: aaa-bench [--out FILE] [--quick]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let ops = if quick { 200_000 } else { 2_000_000 };
+
+    let mut rows: Vec<Row> = Vec::new();
+    eprintln!("bench: memory store…");
+    rows.extend(memory::rows(sessions, ops));
+
+    print_table(&rows);
+    write_json(&rows, &out);
+    let missed = rows.iter().filter(|r| !r.met()).count();
+    eprintln!("bench: {} rows, {} meet their target, report in {}", rows.len(), rows.len() - missed, out.display());
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| row | unit | ours | anchor | ratio | target | met |");
+    println!("|---|---|---:|---|---:|---|:-:|");
+    for r in rows {
+        let anchor = r
+            .anchor
+            .as_ref()
+            .map_or_else(|| "—".to_owned(), |(name, v)| format!("{v:.1} ({name})"));
+        let cmp = match r.better {
+            Better::Higher => "≥",
+            Better::Lower => "≤",
+        };
+        println!(
+            "| {} | {} | {:.1} | {} | {:.2} ({}) | {} {} | {} |",
+            r.name,
+            r.unit,
+            r.ours,
+            anchor,
+            r.ratio,
+            r.ratio_note,
+            cmp,
+            r.target,
+            if r.met() { "yes" } else { "**no**" }
+        );
+    }
+}
+
+fn write_json(rows: &[Row], out: &PathBuf) {
+    let json: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "row": r.name,
+                "unit": r.unit,
+                "ours": r.ours,
+                "anchor": r.anchor.as_ref().map(|(n, _)| n),
+                "anchor_value": r.anchor.as_ref().map(|(_, v)| v),
+                "ratio": r.ratio,
+                "ratio_note": r.ratio_note,
+                "target": r.target,
+                "better": match r.better { Better::Higher => "higher", Better::Lower => "lower" },
+                "met": r.met(),
+            })
+        })
+        .collect();
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).expect("create the report directory");
+    }
+    std::fs::write(out, serde_json::to_string_pretty(&json).expect("json")).expect("write the report");
+}
