@@ -91,7 +91,11 @@ pub struct Credentials<'a> {
 
 impl<'a> Credentials<'a> {
     /// Validates the username and password (DESIGN §2 input limits).
-    pub fn new(username: &'a str, password: &'a str, src_addr: IpAddr) -> Result<Self, InvalidInput> {
+    pub fn new(
+        username: &'a str,
+        password: &'a str,
+        src_addr: IpAddr,
+    ) -> Result<Self, InvalidInput> {
         validate_username(username)?;
         validate_password(password)?;
         Ok(Self {
@@ -260,7 +264,11 @@ impl MethodList {
         self.push_with(authenticator, OnReject::Stop)
     }
     /// Appends a mechanism with its reject rule.
-    pub fn push_with(&mut self, authenticator: Arc<dyn Authenticator>, on_reject: OnReject) -> &mut Self {
+    pub fn push_with(
+        &mut self,
+        authenticator: Arc<dyn Authenticator>,
+        on_reject: OnReject,
+    ) -> &mut Self {
         self.methods.push(Method {
             authenticator,
             on_reject,
@@ -286,7 +294,12 @@ impl MethodList {
         for m in &self.methods {
             let mechanism = m.authenticator.mechanism();
             match m.authenticator.authenticate(credentials).await {
-                Decision::Accept(identity) => return Ok(Outcome::Accepted { identity, mechanism }),
+                Decision::Accept(identity) => {
+                    return Ok(Outcome::Accepted {
+                        identity,
+                        mechanism,
+                    });
+                }
                 Decision::Reject(reason) => {
                     if m.on_reject == OnReject::Stop {
                         return Ok(Outcome::Rejected { mechanism, reason });
@@ -360,7 +373,8 @@ mod tests {
     async fn method_list_rules() {
         use A::*;
         use OnReject::{Next, Stop};
-        let table: &[(&[(A, OnReject)], &str, &[bool])] = &[
+        type Row<'a> = (&'a [(A, OnReject)], &'a str, &'a [bool]);
+        let table: &[Row<'_>] = &[
             (&[(Acc, Stop)], "accept:m0", &[true]),
             (&[(Rej, Stop)], "reject:m0", &[true]),
             (&[(Unav, Stop)], "unavailable", &[true]),
@@ -376,7 +390,11 @@ mod tests {
             (&[(Rej, Next), (Rej, Stop)], "reject:m1", &[true, true]),
             // Accept ends the list.
             (&[(Acc, Stop), (Rej, Stop)], "accept:m0", &[true, false]),
-            (&[(Unav, Stop), (Unav, Stop), (Acc, Stop)], "accept:m2", &[true, true, true]),
+            (
+                &[(Unav, Stop), (Unav, Stop), (Acc, Stop)],
+                "accept:m2",
+                &[true, true, true],
+            ),
         ];
         let names = ["m0", "m1", "m2"];
         for (row, (spec, expected, asked)) in table.iter().enumerate() {
@@ -406,7 +424,10 @@ mod tests {
                 Err(e) => panic!("row {row}: {e}"),
             };
             assert_eq!(&got, expected, "row {row}");
-            let was_asked: Vec<bool> = mechs.iter().map(|m| m.calls.load(Ordering::SeqCst) == 1).collect();
+            let was_asked: Vec<bool> = mechs
+                .iter()
+                .map(|m| m.calls.load(Ordering::SeqCst) == 1)
+                .collect();
             assert_eq!(&was_asked[..], *asked, "row {row}");
         }
     }
@@ -423,7 +444,10 @@ mod tests {
     #[test]
     fn input_limits() {
         let a = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        assert_eq!(Credentials::new("", "pw", a).unwrap_err(), InvalidInput::UsernameEmpty);
+        assert_eq!(
+            Credentials::new("", "pw", a).unwrap_err(),
+            InvalidInput::UsernameEmpty
+        );
         assert!(Credentials::new(&"u".repeat(64), "pw", a).is_ok());
         assert_eq!(
             Credentials::new(&"u".repeat(65), "pw", a).unwrap_err(),
@@ -442,7 +466,10 @@ mod tests {
         assert!(Credentials::new("alice", &"p".repeat(128), a).is_ok());
         let e = Credentials::new("alice", &"p".repeat(129), a).unwrap_err();
         assert_eq!(e, InvalidInput::PasswordTooLong { len: 129 });
-        assert_eq!(e.to_string(), "password is 129 bytes long; at most 128 are allowed");
+        assert_eq!(
+            e.to_string(),
+            "password is 129 bytes long; at most 128 are allowed"
+        );
         assert_eq!(
             Credentials::new("alice", "p\0w", a).unwrap_err(),
             InvalidInput::PasswordNul

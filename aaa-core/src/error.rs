@@ -154,7 +154,9 @@ pub enum ConfigError {
     NoMechanism,
     /// `Aaa` needs a tokio runtime (for its reaper and the callback API): build it inside one,
     /// give it a handle, or use `aaa::blocking`.
-    #[error("no tokio runtime: build Aaa inside a runtime, pass one with .runtime(handle), or use aaa::blocking")]
+    #[error(
+        "no tokio runtime: build Aaa inside a runtime, pass one with .runtime(handle), or use aaa::blocking"
+    )]
     NoRuntime,
     /// A limit or a timeout was set to zero.
     #[error("{what} must be greater than zero")]

@@ -57,19 +57,22 @@ mod user;
 
 pub use async_trait::async_trait;
 pub use auth::{
-    Authenticator, Credentials, Decision, Identity, MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES, Mechanism,
-    MethodList, OnReject, Outcome, RejectReason, validate_password, validate_username,
+    Authenticator, Credentials, Decision, Identity, MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES,
+    Mechanism, MethodList, OnReject, Outcome, RejectReason, validate_password, validate_username,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use cookie::{COOKIE_BYTES, COOKIE_TEXT_LEN, CookieHash, CookieHashBuilder, CookieHasher, SessionCookie, SessionId};
+pub use cookie::{
+    COOKIE_BYTES, COOKIE_TEXT_LEN, CookieHash, CookieHashBuilder, CookieHasher, SessionCookie,
+    SessionId,
+};
 pub use error::{
-    AaaError, BoxError, ConfigError, InvalidInput, LimitScope, MechanismFailure, StoreError, StoreErrorKind,
-    Unavailable,
+    AaaError, BoxError, ConfigError, InvalidInput, LimitScope, MechanismFailure, StoreError,
+    StoreErrorKind, Unavailable,
 };
 pub use observer::SessionObserver;
 pub use session::{EndCause, SessionInfo, SessionRecord, from_unix_ms, truncate_ms, unix_ms};
 pub use store::{CreateOutcome, SessionLimits, SessionStore};
-pub use user::{ActiveSession, Extensions, ExosUser, SessionControl};
+pub use user::{ActiveSession, ExosUser, Extensions, SessionControl};
 
 /// Parses a source address given as text (the seed takes strings), as a typed error.
 pub fn parse_addr(text: &str) -> Result<std::net::IpAddr, InvalidInput> {

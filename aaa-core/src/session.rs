@@ -61,8 +61,11 @@ impl SessionRecord {
 
     /// `last_activity + idle_timeout`.
     pub fn idle_deadline(&self) -> Option<SystemTime> {
-        self.idle_timeout
-            .map(|t| self.last_activity.checked_add(t).unwrap_or(self.last_activity))
+        self.idle_timeout.map(|t| {
+            self.last_activity
+                .checked_add(t)
+                .unwrap_or(self.last_activity)
+        })
     }
 
     /// `Some(cause)` if the session has expired at `now` (a deadline at or before `now`).

@@ -45,7 +45,11 @@ pub enum CreateOutcome {
 pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
     /// Inserts `record` under `record.key` if neither its key nor its id exists, and if the
     /// limits allow.
-    async fn create(&self, record: &SessionRecord, limits: &SessionLimits) -> Result<CreateOutcome, StoreError>;
+    async fn create(
+        &self,
+        record: &SessionRecord,
+        limits: &SessionLimits,
+    ) -> Result<CreateOutcome, StoreError>;
 
     /// The live record under `key` at `now`. If `touch` is set, its `last_activity` is raised
     /// to `now` (sliding the idle deadline); a store may skip that write when the stored
@@ -75,7 +79,11 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
     }
 
     /// The live record under `key` at `now`, without touching it.
-    async fn get(&self, key: &CookieHash, now: SystemTime) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get(
+        &self,
+        key: &CookieHash,
+        now: SystemTime,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         self.validate(key, now, false, Duration::ZERO).await
     }
 
@@ -90,10 +98,18 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
 
     /// Removes and returns up to `max` records whose deadline has passed at `now`. Each expired
     /// record is returned by exactly one call, whichever process makes it.
-    async fn claim_expired(&self, now: SystemTime, max: usize) -> Result<Vec<SessionRecord>, StoreError>;
+    async fn claim_expired(
+        &self,
+        now: SystemTime,
+        max: usize,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
 
     /// For each key, whether a live record exists at `now` (used to prune per-process caches).
-    async fn contains(&self, keys: &[CookieHash], now: SystemTime) -> Result<Vec<bool>, StoreError> {
+    async fn contains(
+        &self,
+        keys: &[CookieHash],
+        now: SystemTime,
+    ) -> Result<Vec<bool>, StoreError> {
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             out.push(self.get(k, now).await?.is_some());

@@ -30,7 +30,11 @@ pub struct ActiveSession {
 #[async_trait]
 pub trait SessionControl: fmt::Debug + Send + Sync {
     /// Creates a session for `user` in the store.
-    async fn start_session(&self, user: &Arc<ExosUser>, src_addr: IpAddr) -> Result<ActiveSession, AaaError>;
+    async fn start_session(
+        &self,
+        user: &Arc<ExosUser>,
+        src_addr: IpAddr,
+    ) -> Result<ActiveSession, AaaError>;
     /// Removes `session` from the store. `SessionDoesNotExist` if it was gone already.
     async fn end_session(&self, user: &ExosUser, session: &ActiveSession) -> Result<(), AaaError>;
 }
@@ -152,7 +156,10 @@ impl ExosUser {
     /// Starts a session from `src_addr` and returns its cookie.
     ///
     /// `AaaError::SessionExists` if this user has a session already (or one is being started).
-    pub async fn start_session(self: &Arc<Self>, src_addr: IpAddr) -> Result<SessionCookie, AaaError> {
+    pub async fn start_session(
+        self: &Arc<Self>,
+        src_addr: IpAddr,
+    ) -> Result<SessionCookie, AaaError> {
         {
             let mut st = lock(&self.state);
             if !matches!(*st, State::None) {
@@ -251,11 +258,15 @@ impl Extensions {
     }
     /// The value of type `T`.
     pub fn get_ref<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.map.get(&TypeId::of::<T>()).and_then(|b| b.downcast_ref())
+        self.map
+            .get(&TypeId::of::<T>())
+            .and_then(|b| b.downcast_ref())
     }
     /// The value of type `T`, mutably.
     pub fn get_mut<T: Send + Sync + 'static>(&mut self) -> Option<&mut T> {
-        self.map.get_mut(&TypeId::of::<T>()).and_then(|b| b.downcast_mut())
+        self.map
+            .get_mut(&TypeId::of::<T>())
+            .and_then(|b| b.downcast_mut())
     }
     /// Removes and returns the value of type `T`.
     pub fn remove<T: Send + Sync + 'static>(&mut self) -> Option<T> {
@@ -275,7 +286,9 @@ impl Extensions {
 
 impl fmt::Debug for Extensions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Extensions").field("len", &self.map.len()).finish()
+        f.debug_struct("Extensions")
+            .field("len", &self.map.len())
+            .finish()
     }
 }
 
@@ -292,7 +305,11 @@ mod tests {
 
     #[async_trait]
     impl SessionControl for Fake {
-        async fn start_session(&self, _: &Arc<ExosUser>, src_addr: IpAddr) -> Result<ActiveSession, AaaError> {
+        async fn start_session(
+            &self,
+            _: &Arc<ExosUser>,
+            src_addr: IpAddr,
+        ) -> Result<ActiveSession, AaaError> {
             let cookie = SessionCookie::generate()?;
             Ok(ActiveSession {
                 key: cookie.hash(),
@@ -312,7 +329,13 @@ mod tests {
     }
 
     fn user(fake: Arc<Fake>) -> Arc<ExosUser> {
-        ExosUser::__new(Identity::new("alice", true), Mechanism::Local, None, None, fake)
+        ExosUser::__new(
+            Identity::new("alice", true),
+            Mechanism::Local,
+            None,
+            None,
+            fake,
+        )
     }
 
     const ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
@@ -321,14 +344,24 @@ mod tests {
     async fn start_twice_is_session_exists_and_end_twice_does_not_exist() {
         let u = user(Arc::default());
         assert!(u.session_cookie().is_none());
-        assert!(u.end_session().await.unwrap_err().is_session_does_not_exist());
+        assert!(
+            u.end_session()
+                .await
+                .unwrap_err()
+                .is_session_does_not_exist()
+        );
         let c = u.start_session(ADDR).await.unwrap();
         assert_eq!(u.session_cookie(), Some(c));
         assert_eq!(u.src_addr(), Some(ADDR));
         assert!(u.start_session(ADDR).await.unwrap_err().is_session_exists());
         u.end_session().await.unwrap();
         assert!(u.session_cookie().is_none());
-        assert!(u.end_session().await.unwrap_err().is_session_does_not_exist());
+        assert!(
+            u.end_session()
+                .await
+                .unwrap_err()
+                .is_session_does_not_exist()
+        );
         // A new session can start after the end.
         u.start_session(ADDR).await.unwrap();
     }

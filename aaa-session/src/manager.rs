@@ -7,9 +7,10 @@ use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use aaa_core::{
-    AaaError, ActiveSession, Clock, ConfigError, CookieHash, CookieHashBuilder, CreateOutcome, EndCause, ExosUser, Identity,
-    LimitScope, Mechanism, SessionControl, SessionCookie, SessionId, SessionInfo, SessionLimits,
-    SessionObserver, SessionRecord, SessionStore, SystemClock, async_trait, truncate_ms,
+    AaaError, ActiveSession, Clock, ConfigError, CookieHash, CookieHashBuilder, CreateOutcome,
+    EndCause, ExosUser, Identity, LimitScope, Mechanism, SessionControl, SessionCookie, SessionId,
+    SessionInfo, SessionLimits, SessionObserver, SessionRecord, SessionStore, SystemClock,
+    async_trait, truncate_ms,
 };
 use tokio::task::JoinHandle;
 
@@ -96,7 +97,12 @@ impl Cache {
     }
     /// The cached user of session `id` under `key`.
     fn get(&self, key: &CookieHash, id: SessionId) -> Option<Arc<ExosUser>> {
-        match self.shard(key).read().unwrap_or_else(PoisonError::into_inner).get(key) {
+        match self
+            .shard(key)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+        {
             Some((cached_id, user)) if *cached_id == id => Some(user.clone()),
             _ => None,
         }
@@ -119,7 +125,10 @@ impl Cache {
     }
     /// Inserts `user` unless an instance of the same session is there; returns the one kept.
     fn insert_or_get(&self, key: CookieHash, user: Arc<ExosUser>, id: SessionId) -> Arc<ExosUser> {
-        let mut map = self.shard(&key).write().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .shard(&key)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         match map.get(&key) {
             Some((cached_id, existing)) if *cached_id == id => existing.clone(),
             _ => {
@@ -210,7 +219,9 @@ impl SessionManagerBuilder {
             config: self.config,
             observers: self.observers,
             cache: Cache::new(),
-            control: Arc::new(Control { inner: weak.clone() }),
+            control: Arc::new(Control {
+                inner: weak.clone(),
+            }),
         });
         Ok(SessionManager { inner })
     }
@@ -238,8 +249,19 @@ impl SessionManager {
     }
 
     /// A new, session-less user for an identity a mechanism accepted.
-    pub fn new_user(&self, identity: Identity, mechanism: Mechanism, src_addr: IpAddr) -> Arc<ExosUser> {
-        ExosUser::__new(identity, mechanism, Some(src_addr), None, self.inner.control.clone())
+    pub fn new_user(
+        &self,
+        identity: Identity,
+        mechanism: Mechanism,
+        src_addr: IpAddr,
+    ) -> Arc<ExosUser> {
+        ExosUser::__new(
+            identity,
+            mechanism,
+            Some(src_addr),
+            None,
+            self.inner.control.clone(),
+        )
     }
 
     /// The user of the session whose cookie is `cookie`, if it is live; slides its idle deadline.
@@ -256,7 +278,11 @@ impl SessionManager {
         let granularity = inner.config.touch_granularity;
         // Fast path: this process has the user; the store only confirms the session lives.
         if let Some((cached, user)) = inner.cache.entry(&key) {
-            match inner.store.validate_id(&key, now, touch, granularity).await? {
+            match inner
+                .store
+                .validate_id(&key, now, touch, granularity)
+                .await?
+            {
                 Some(id) if id == cached => return Ok(Some(user)),
                 Some(_) => {}
                 None => {
@@ -390,7 +416,7 @@ impl SessionManager {
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { break };
-                let manager = SessionManager { inner };
+                let manager = Self { inner };
                 if let Err(e) = manager.reap().await {
                     tracing::warn!(target: "aaa::session", error = %e, "reaper: claiming expired sessions failed");
                 }
@@ -432,11 +458,10 @@ impl Drop for ReaperHandle {
 impl Inner {
     /// Drops whatever the cache holds under `key`, telling the user its session is gone.
     fn evict(&self, key: &CookieHash) {
-        if let Some(user) = self.cache.remove(key) {
-            if let Some(id) = user.session_id() {
+        if let Some(user) = self.cache.remove(key)
+            && let Some(id) = user.session_id() {
                 user.__session_gone(id);
             }
-        }
     }
 
     /// Drops a session that ended from the cache, and tells its cached user.
@@ -449,7 +474,9 @@ impl Inner {
     fn ended(&self, record: &SessionRecord, cause: EndCause, now: SystemTime) {
         // A timeout ends the session at its deadline, not when the reaper noticed.
         let at = match cause {
-            EndCause::IdleTimeout | EndCause::AbsoluteTimeout => record.deadline().unwrap_or(now).min(now),
+            EndCause::IdleTimeout | EndCause::AbsoluteTimeout => {
+                record.deadline().unwrap_or(now).min(now)
+            }
             _ => now,
         };
         tracing::info!(
@@ -466,7 +493,11 @@ impl Inner {
         }
     }
 
-    async fn start(&self, user: &Arc<ExosUser>, src_addr: IpAddr) -> Result<ActiveSession, AaaError> {
+    async fn start(
+        &self,
+        user: &Arc<ExosUser>,
+        src_addr: IpAddr,
+    ) -> Result<ActiveSession, AaaError> {
         let limits = self.config.limits;
         for _ in 0..CREATE_ATTEMPTS {
             let cookie = SessionCookie::generate()?;
@@ -482,7 +513,10 @@ impl Inner {
                 start: now,
                 last_activity: now,
                 idle_timeout: self.config.idle_timeout,
-                absolute_deadline: self.config.absolute_timeout.and_then(|t| now.checked_add(t)),
+                absolute_deadline: self
+                    .config
+                    .absolute_timeout
+                    .and_then(|t| now.checked_add(t)),
             };
             match self.store.create(&record, &limits).await? {
                 CreateOutcome::Created => {
@@ -572,7 +606,11 @@ impl fmt::Debug for Control {
 
 #[async_trait]
 impl SessionControl for Control {
-    async fn start_session(&self, user: &Arc<ExosUser>, src_addr: IpAddr) -> Result<ActiveSession, AaaError> {
+    async fn start_session(
+        &self,
+        user: &Arc<ExosUser>,
+        src_addr: IpAddr,
+    ) -> Result<ActiveSession, AaaError> {
         let inner = self.inner.upgrade().ok_or(AaaError::Shutdown)?;
         inner.start(user, src_addr).await
     }

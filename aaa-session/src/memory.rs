@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 use std::time::{Duration, SystemTime};
 
 use aaa_core::{
-    CookieHash, CookieHashBuilder, CreateOutcome, SessionId, SessionLimits, SessionRecord, SessionStore, StoreError, async_trait,
-    from_unix_ms, unix_ms,
+    CookieHash, CookieHashBuilder, CreateOutcome, SessionId, SessionLimits, SessionRecord,
+    SessionStore, StoreError, async_trait, from_unix_ms, unix_ms,
 };
 
 const SHARDS: usize = 64;
@@ -31,9 +31,9 @@ impl Entry {
         Self {
             id: record.id,
             last_ms: AtomicU64::new(unix_ms(record.last_activity)),
-            idle_ms: record
-                .idle_timeout
-                .map_or(u64::MAX, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            idle_ms: record.idle_timeout.map_or(u64::MAX, |t| {
+                u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
+            }),
             absolute_ms: record.absolute_deadline.map_or(u64::MAX, unix_ms),
             record: Box::new(record.clone()),
         }
@@ -46,7 +46,10 @@ impl Entry {
     /// The same rule as `SessionRecord::expiry`, in whole milliseconds (the precision records
     /// are kept in).
     fn expired_at_ms(&self, now_ms: u64) -> bool {
-        let idle_deadline = self.last_ms.load(Ordering::Acquire).saturating_add(self.idle_ms);
+        let idle_deadline = self
+            .last_ms
+            .load(Ordering::Acquire)
+            .saturating_add(self.idle_ms);
         (self.idle_ms != u64::MAX && idle_deadline <= now_ms)
             || (self.absolute_ms != u64::MAX && self.absolute_ms <= now_ms)
     }
@@ -126,7 +129,12 @@ impl MemoryStore {
 }
 
 /// The entry if it is live at `now`, its idle deadline slid when `touch` is set.
-fn live_touched(entry: Option<&Entry>, now: SystemTime, touch: bool, granularity: Duration) -> Option<&Entry> {
+fn live_touched(
+    entry: Option<&Entry>,
+    now: SystemTime,
+    touch: bool,
+    granularity: Duration,
+) -> Option<&Entry> {
     let entry = entry?;
     let now_ms = unix_ms(now);
     if entry.expired_at_ms(now_ms) {
@@ -158,13 +166,19 @@ impl Default for MemoryStore {
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore").field("records", &self.len()).finish()
+        f.debug_struct("MemoryStore")
+            .field("records", &self.len())
+            .finish()
     }
 }
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn create(&self, record: &SessionRecord, limits: &SessionLimits) -> Result<CreateOutcome, StoreError> {
+    async fn create(
+        &self,
+        record: &SessionRecord,
+        limits: &SessionLimits,
+    ) -> Result<CreateOutcome, StoreError> {
         let now = record.start;
         let mut index = self.index();
         if index.by_id.contains_key(&record.id) {
@@ -174,22 +188,25 @@ impl SessionStore for MemoryStore {
         if read(shard).contains_key(&record.key) {
             return Ok(CreateOutcome::KeyTaken);
         }
-        if let Some(limit) = limits.per_user {
-            if let Some(ids) = index.by_user.get(&record.username) {
+        if let Some(limit) = limits.per_user
+            && let Some(ids) = index.by_user.get(&record.username) {
                 // Counted exactly (skipping expired, unclaimed records) only when it matters.
                 if ids.len() >= limit as usize {
-                    let keys: Vec<CookieHash> = ids.iter().filter_map(|id| index.by_id.get(id).copied()).collect();
+                    let keys: Vec<CookieHash> = ids
+                        .iter()
+                        .filter_map(|id| index.by_id.get(id).copied())
+                        .collect();
                     if self.live_count(keys.iter(), now) >= limit as usize {
                         return Ok(CreateOutcome::UserLimit);
                     }
                 }
             }
-        }
-        if let Some(limit) = limits.total {
-            if index.by_id.len() >= limit as usize && self.live_count(index.by_id.values(), now) >= limit as usize {
+        if let Some(limit) = limits.total
+            && index.by_id.len() >= limit as usize
+                && self.live_count(index.by_id.values(), now) >= limit as usize
+            {
                 return Ok(CreateOutcome::TotalLimit);
             }
-        }
         let entry = Entry::new(record);
         write(shard).insert(record.key, entry);
         index.by_id.insert(record.id, record.key);
@@ -259,7 +276,11 @@ impl SessionStore for MemoryStore {
         Ok(out)
     }
 
-    async fn claim_expired(&self, now: SystemTime, max: usize) -> Result<Vec<SessionRecord>, StoreError> {
+    async fn claim_expired(
+        &self,
+        now: SystemTime,
+        max: usize,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
         let mut out = Vec::new();
         for shard in &self.shards {
             if out.len() >= max {
@@ -279,19 +300,22 @@ impl SessionStore for MemoryStore {
             let mut map = write(shard);
             for k in candidates {
                 // Re-checked under the write lock: a validation may have slid it meanwhile.
-                if map.get(&k).is_some_and(|e| e.expired_at(now)) {
-                    if let Some(e) = map.remove(&k) {
+                if map.get(&k).is_some_and(|e| e.expired_at(now))
+                    && let Some(e) = map.remove(&k) {
                         let r = e.snapshot();
                         index.forget(&r);
                         out.push(r);
                     }
-                }
             }
         }
         Ok(out)
     }
 
-    async fn contains(&self, keys: &[CookieHash], now: SystemTime) -> Result<Vec<bool>, StoreError> {
+    async fn contains(
+        &self,
+        keys: &[CookieHash],
+        now: SystemTime,
+    ) -> Result<Vec<bool>, StoreError> {
         Ok(keys
             .iter()
             .map(|k| {

@@ -1,4 +1,5 @@
 //! SessionManager behaviour: the seed's session API on the memory store.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failure
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -6,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aaa_core::{
-    AaaError, EndCause, Identity, InvalidInput, LimitScope, ManualClock, Mechanism, SessionLimits, SessionStore,
+    AaaError, EndCause, Identity, InvalidInput, LimitScope, ManualClock, Mechanism, SessionLimits,
+    SessionStore,
 };
 use aaa_session::{MemoryStore, SessionConfig, SessionManager};
 use testkit::observe::{RecordingObserver, capture_logs};
@@ -63,12 +65,27 @@ fn rig() -> Rig {
 #[tokio::test]
 async fn validate_returns_the_same_instance() {
     let r = rig();
-    let user = r.manager.new_user(Identity::new("admin", true), Mechanism::Local, FROM);
+    let user = r
+        .manager
+        .new_user(Identity::new("admin", true), Mechanism::Local, FROM);
     let cookie = user.start_session(FROM).await.unwrap();
-    let a = r.manager.validate_session(cookie.expose()).await.unwrap().unwrap();
-    let b = r.manager.validate_session(cookie.expose()).await.unwrap().unwrap();
+    let a = r
+        .manager
+        .validate_session(cookie.expose())
+        .await
+        .unwrap()
+        .unwrap();
+    let b = r
+        .manager
+        .validate_session(cookie.expose())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(Arc::ptr_eq(&a, &b));
-    assert!(Arc::ptr_eq(&a, &user), "the user that started the session is the one validated");
+    assert!(
+        Arc::ptr_eq(&a, &user),
+        "the user that started the session is the one validated"
+    );
     assert_eq!(a.username(), "admin");
     assert!(a.read_write());
     assert_eq!(a.session_cookie().as_ref(), Some(&cookie));
@@ -76,18 +93,38 @@ async fn validate_returns_the_same_instance() {
 
     // Data cached on the user survives validations.
     a.extensions().insert(42u32);
-    let c = r.manager.validate_session(cookie.expose()).await.unwrap().unwrap();
+    let c = r
+        .manager
+        .validate_session(cookie.expose())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.extensions().get::<u32>(), Some(42));
 }
 
 #[tokio::test]
 async fn a_second_manager_gives_its_own_instance_and_keeps_it() {
     let r = rig();
-    let other = manager_on(r.store.clone(), r.clock.clone(), r.observer.clone(), config(1200, 28800));
-    let user = r.manager.new_user(Identity::new("oper", false), Mechanism::Radius, FROM);
+    let other = manager_on(
+        r.store.clone(),
+        r.clock.clone(),
+        r.observer.clone(),
+        config(1200, 28800),
+    );
+    let user = r
+        .manager
+        .new_user(Identity::new("oper", false), Mechanism::Radius, FROM);
     let cookie = user.start_session(FROM).await.unwrap();
-    let x = other.validate_session(cookie.expose()).await.unwrap().unwrap();
-    let y = other.validate_session(cookie.expose()).await.unwrap().unwrap();
+    let x = other
+        .validate_session(cookie.expose())
+        .await
+        .unwrap()
+        .unwrap();
+    let y = other
+        .validate_session(cookie.expose())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(Arc::ptr_eq(&x, &y));
     assert!(!Arc::ptr_eq(&x, &user));
     assert_eq!(x.session_id(), user.session_id());
@@ -99,7 +136,9 @@ async fn a_second_manager_gives_its_own_instance_and_keeps_it() {
 #[tokio::test]
 async fn second_start_is_session_exists() {
     let r = rig();
-    let user = r.manager.new_user(Identity::new("admin", true), Mechanism::Local, FROM);
+    let user = r
+        .manager
+        .new_user(Identity::new("admin", true), Mechanism::Local, FROM);
     user.start_session(FROM).await.unwrap();
     let e = user.start_session(FROM).await.unwrap_err();
     assert!(e.is_session_exists(), "{e}");
@@ -116,11 +155,23 @@ async fn second_start_is_session_exists() {
 #[tokio::test]
 async fn end_without_session_does_not_exist() {
     let r = rig();
-    let user = r.manager.new_user(Identity::new("admin", true), Mechanism::Local, FROM);
-    assert!(user.end_session().await.unwrap_err().is_session_does_not_exist());
+    let user = r
+        .manager
+        .new_user(Identity::new("admin", true), Mechanism::Local, FROM);
+    assert!(
+        user.end_session()
+            .await
+            .unwrap_err()
+            .is_session_does_not_exist()
+    );
     user.start_session(FROM).await.unwrap();
     user.end_session().await.unwrap();
-    assert!(user.end_session().await.unwrap_err().is_session_does_not_exist());
+    assert!(
+        user.end_session()
+            .await
+            .unwrap_err()
+            .is_session_does_not_exist()
+    );
     assert_eq!(r.manager.cached_users(), 0);
     assert!(r.store.is_empty());
 }
@@ -128,8 +179,15 @@ async fn end_without_session_does_not_exist() {
 #[tokio::test]
 async fn cleared_through_a_second_manager() {
     let r = rig();
-    let other = manager_on(r.store.clone(), r.clock.clone(), r.observer.clone(), config(1200, 28800));
-    let user = r.manager.new_user(Identity::new("admin", true), Mechanism::Local, FROM);
+    let other = manager_on(
+        r.store.clone(),
+        r.clock.clone(),
+        r.observer.clone(),
+        config(1200, 28800),
+    );
+    let user = r
+        .manager
+        .new_user(Identity::new("admin", true), Mechanism::Local, FROM);
     let cookie = user.start_session(FROM).await.unwrap();
     let id = user.session_id().unwrap();
 
@@ -138,13 +196,30 @@ async fn cleared_through_a_second_manager() {
     assert_eq!(listed[0].id, id);
     let info = other.clear_session(id).await.unwrap();
     assert_eq!(info.username, "admin");
-    assert!(other.clear_session(id).await.unwrap_err().is_session_does_not_exist());
+    assert!(
+        other
+            .clear_session(id)
+            .await
+            .unwrap_err()
+            .is_session_does_not_exist()
+    );
 
     // The first process learns it at the next validation...
-    assert!(r.manager.validate_session(cookie.expose()).await.unwrap().is_none());
+    assert!(
+        r.manager
+            .validate_session(cookie.expose())
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(r.manager.cached_users(), 0);
     // ...and the user object's end_session says so, resetting it.
-    assert!(user.end_session().await.unwrap_err().is_session_does_not_exist());
+    assert!(
+        user.end_session()
+            .await
+            .unwrap_err()
+            .is_session_does_not_exist()
+    );
     assert!(user.session_cookie().is_none());
     assert_eq!(r.observer.ends(), vec![(id, EndCause::Cleared)]);
 }
@@ -152,11 +227,26 @@ async fn cleared_through_a_second_manager() {
 #[tokio::test]
 async fn end_session_after_clear_elsewhere_without_validation() {
     let r = rig();
-    let other = manager_on(r.store.clone(), r.clock.clone(), r.observer.clone(), config(1200, 28800));
-    let user = r.manager.new_user(Identity::new("admin", true), Mechanism::Local, FROM);
+    let other = manager_on(
+        r.store.clone(),
+        r.clock.clone(),
+        r.observer.clone(),
+        config(1200, 28800),
+    );
+    let user = r
+        .manager
+        .new_user(Identity::new("admin", true), Mechanism::Local, FROM);
     user.start_session(FROM).await.unwrap();
-    other.clear_session(user.session_id().unwrap()).await.unwrap();
-    assert!(user.end_session().await.unwrap_err().is_session_does_not_exist());
+    other
+        .clear_session(user.session_id().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        user.end_session()
+            .await
+            .unwrap_err()
+            .is_session_does_not_exist()
+    );
     assert!(!user.has_session());
     assert_eq!(r.manager.cached_users(), 0);
     // The user may start a new session afterwards.
@@ -166,10 +256,19 @@ async fn end_session_after_clear_elsewhere_without_validation() {
 #[tokio::test]
 async fn cache_pruned_when_cleared_elsewhere() {
     let r = rig();
-    let other = manager_on(r.store.clone(), r.clock.clone(), r.observer.clone(), config(1200, 28800));
+    let other = manager_on(
+        r.store.clone(),
+        r.clock.clone(),
+        r.observer.clone(),
+        config(1200, 28800),
+    );
     let mut ids = Vec::new();
     for i in 0..10 {
-        let u = r.manager.new_user(Identity::new(format!("u{i}"), false), Mechanism::Local, FROM);
+        let u = r.manager.new_user(
+            Identity::new(format!("u{i}"), false),
+            Mechanism::Local,
+            FROM,
+        );
         u.start_session(FROM).await.unwrap();
         ids.push(u.session_id().unwrap());
     }
@@ -184,16 +283,30 @@ async fn cache_pruned_when_cleared_elsewhere() {
 #[tokio::test]
 async fn idle_expiry_on_the_test_clock() {
     let r = rig_with(config(600, 8 * 3600));
-    let user = r.manager.new_user(Identity::new("admin", true), Mechanism::Local, FROM);
+    let user = r
+        .manager
+        .new_user(Identity::new("admin", true), Mechanism::Local, FROM);
     let cookie = user.start_session(FROM).await.unwrap();
     let id = user.session_id().unwrap();
     // Activity slides the idle deadline.
     for _ in 0..5 {
         r.clock.advance(Duration::from_secs(599));
-        assert!(r.manager.validate_session(cookie.expose()).await.unwrap().is_some());
+        assert!(
+            r.manager
+                .validate_session(cookie.expose())
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
     r.clock.advance(Duration::from_secs(600));
-    assert!(r.manager.validate_session(cookie.expose()).await.unwrap().is_none());
+    assert!(
+        r.manager
+            .validate_session(cookie.expose())
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(r.manager.get_sessions().await.unwrap().is_empty());
     assert_eq!(r.manager.reap().await.unwrap(), 1);
     assert_eq!(r.manager.reap().await.unwrap(), 0);
@@ -205,18 +318,37 @@ async fn idle_expiry_on_the_test_clock() {
 #[tokio::test]
 async fn absolute_expiry_on_the_test_clock() {
     let r = rig_with(config(600, 3600));
-    let user = r.manager.new_user(Identity::new("admin", true), Mechanism::Local, FROM);
+    let user = r
+        .manager
+        .new_user(Identity::new("admin", true), Mechanism::Local, FROM);
     let cookie = user.start_session(FROM).await.unwrap();
     let id = user.session_id().unwrap();
     for _ in 0..11 {
         r.clock.advance(Duration::from_secs(300));
-        assert!(r.manager.validate_session(cookie.expose()).await.unwrap().is_some());
+        assert!(
+            r.manager
+                .validate_session(cookie.expose())
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
     r.clock.advance(Duration::from_secs(300)); // 3600 s after the start
-    assert!(r.manager.validate_session(cookie.expose()).await.unwrap().is_none());
+    assert!(
+        r.manager
+            .validate_session(cookie.expose())
+            .await
+            .unwrap()
+            .is_none()
+    );
     // The validation that found it expired reset the user; ending it is an error.
     assert!(!user.has_session());
-    assert!(user.end_session().await.unwrap_err().is_session_does_not_exist());
+    assert!(
+        user.end_session()
+            .await
+            .unwrap_err()
+            .is_session_does_not_exist()
+    );
     // The reaper reports the timeout, once.
     assert_eq!(r.manager.reap().await.unwrap(), 1);
     assert_eq!(r.observer.ends(), vec![(id, EndCause::AbsoluteTimeout)]);
@@ -226,12 +358,19 @@ async fn absolute_expiry_on_the_test_clock() {
 #[tokio::test]
 async fn logout_after_expiry_reports_the_timeout() {
     let r = rig_with(config(600, 3600));
-    let user = r.manager.new_user(Identity::new("admin", true), Mechanism::Local, FROM);
+    let user = r
+        .manager
+        .new_user(Identity::new("admin", true), Mechanism::Local, FROM);
     user.start_session(FROM).await.unwrap();
     let id = user.session_id().unwrap();
     r.clock.advance(Duration::from_secs(601));
     // Nothing noticed the expiry before this logout: it claims the session, as a timeout.
-    assert!(user.end_session().await.unwrap_err().is_session_does_not_exist());
+    assert!(
+        user.end_session()
+            .await
+            .unwrap_err()
+            .is_session_does_not_exist()
+    );
     assert_eq!(r.observer.ends(), vec![(id, EndCause::IdleTimeout)]);
     assert_eq!(r.manager.reap().await.unwrap(), 0);
 }
@@ -239,10 +378,19 @@ async fn logout_after_expiry_reports_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reapers_of_two_managers_claim_each_session_once() {
     let r = rig_with(config(60, 3600));
-    let other = manager_on(r.store.clone(), r.clock.clone(), r.observer.clone(), config(60, 3600));
+    let other = manager_on(
+        r.store.clone(),
+        r.clock.clone(),
+        r.observer.clone(),
+        config(60, 3600),
+    );
     for i in 0..300 {
         let m = if i % 2 == 0 { &r.manager } else { &other };
-        let u = m.new_user(Identity::new(format!("u{i}"), false), Mechanism::Local, FROM);
+        let u = m.new_user(
+            Identity::new(format!("u{i}"), false),
+            Mechanism::Local,
+            FROM,
+        );
         u.start_session(FROM).await.unwrap();
     }
     r.clock.advance(Duration::from_secs(61));
@@ -267,7 +415,11 @@ async fn ten_thousand_concurrent_starts() {
     for i in 0..10_000 {
         let m = r.manager.clone();
         tasks.push(tokio::spawn(async move {
-            let u = m.new_user(Identity::new(format!("user{}", i % 100), false), Mechanism::Local, FROM);
+            let u = m.new_user(
+                Identity::new(format!("user{}", i % 100), false),
+                Mechanism::Local,
+                FROM,
+            );
             let cookie = u.start_session(FROM).await.unwrap();
             (cookie.expose().to_owned(), u.session_id().unwrap())
         }));
@@ -291,8 +443,12 @@ async fn limits_are_typed_errors() {
         total: Some(2),
     };
     let r = rig_with(c);
-    let a1 = r.manager.new_user(Identity::new("a", true), Mechanism::Local, FROM);
-    let a2 = r.manager.new_user(Identity::new("a", true), Mechanism::Local, FROM);
+    let a1 = r
+        .manager
+        .new_user(Identity::new("a", true), Mechanism::Local, FROM);
+    let a2 = r
+        .manager
+        .new_user(Identity::new("a", true), Mechanism::Local, FROM);
     a1.start_session(FROM).await.unwrap();
     match a2.start_session(FROM).await.unwrap_err() {
         AaaError::SessionLimit { scope, limit } => {
@@ -301,12 +457,28 @@ async fn limits_are_typed_errors() {
         e => panic!("{e}"),
     }
     assert!(!a2.has_session(), "a refused start leaves no session");
-    let b = r.manager.new_user(Identity::new("b", true), Mechanism::Local, FROM);
+    let b = r
+        .manager
+        .new_user(Identity::new("b", true), Mechanism::Local, FROM);
     b.start_session(FROM).await.unwrap();
-    let c = r.manager.new_user(Identity::new("c", true), Mechanism::Local, FROM);
+    let c = r
+        .manager
+        .new_user(Identity::new("c", true), Mechanism::Local, FROM);
     let e = c.start_session(FROM).await.unwrap_err();
-    assert!(matches!(e, AaaError::SessionLimit { scope: LimitScope::Total, limit: 2 }), "{e}");
-    assert_eq!(e.to_string(), "session limit reached: at most 2 sessions in total");
+    assert!(
+        matches!(
+            e,
+            AaaError::SessionLimit {
+                scope: LimitScope::Total,
+                limit: 2
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "session limit reached: at most 2 sessions in total"
+    );
 }
 
 #[tokio::test]
@@ -320,7 +492,13 @@ async fn malformed_cookies_are_invalid_input() {
     }
     // Well-formed but unknown: no session.
     let unknown = aaa_core::SessionCookie::generate().unwrap();
-    assert!(r.manager.validate_session(unknown.expose()).await.unwrap().is_none());
+    assert!(
+        r.manager
+            .validate_session(unknown.expose())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -332,9 +510,19 @@ async fn store_down_fails_closed_and_recovers() {
     let cookie = user.start_session(FROM).await.unwrap();
 
     faulty.set_failing(true);
-    assert!(m.validate_session(cookie.expose()).await.unwrap_err().is_store());
+    assert!(
+        m.validate_session(cookie.expose())
+            .await
+            .unwrap_err()
+            .is_store()
+    );
     assert!(m.get_sessions().await.unwrap_err().is_store());
-    assert!(m.clear_session(user.session_id().unwrap()).await.unwrap_err().is_store());
+    assert!(
+        m.clear_session(user.session_id().unwrap())
+            .await
+            .unwrap_err()
+            .is_store()
+    );
     let other = m.new_user(Identity::new("oper", false), Mechanism::Local, FROM);
     assert!(other.start_session(FROM).await.unwrap_err().is_store());
     assert!(!other.has_session());
@@ -352,7 +540,9 @@ async fn store_down_fails_closed_and_recovers() {
 async fn ipv6_sources_and_session_info() {
     let r = rig();
     let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
-    let user = r.manager.new_user(Identity::new("admin", true), Mechanism::Local, FROM);
+    let user = r
+        .manager
+        .new_user(Identity::new("admin", true), Mechanism::Local, FROM);
     user.start_session(v6).await.unwrap();
     let info = &r.manager.get_sessions().await.unwrap()[0];
     assert_eq!(info.src_addr, v6);
@@ -364,12 +554,19 @@ async fn ipv6_sources_and_session_info() {
 async fn logs_never_carry_the_cookie() {
     let (logs, _guard) = capture_logs();
     let r = rig_with(config(60, 3600));
-    let user = r.manager.new_user(Identity::new("admin", true), Mechanism::Local, FROM);
+    let user = r
+        .manager
+        .new_user(Identity::new("admin", true), Mechanism::Local, FROM);
     let cookie = user.start_session(FROM).await.unwrap();
     r.manager.validate_session(cookie.expose()).await.unwrap();
-    let other = r.manager.new_user(Identity::new("oper", true), Mechanism::Local, FROM);
+    let other = r
+        .manager
+        .new_user(Identity::new("oper", true), Mechanism::Local, FROM);
     let c2 = other.start_session(FROM).await.unwrap();
-    r.manager.clear_session(other.session_id().unwrap()).await.unwrap();
+    r.manager
+        .clear_session(other.session_id().unwrap())
+        .await
+        .unwrap();
     user.end_session().await.unwrap();
     let text = logs.text();
     assert!(text.contains("session started"), "{text}");
@@ -387,24 +584,38 @@ async fn the_reaper_task_runs_and_stops_with_its_handle() {
     c.reap_interval = Duration::from_secs(5);
     let r = rig_with(c);
     let handle = r.manager.spawn_reaper();
-    let u = r.manager.new_user(Identity::new("a", true), Mechanism::Local, FROM);
+    let u = r
+        .manager
+        .new_user(Identity::new("a", true), Mechanism::Local, FROM);
     u.start_session(FROM).await.unwrap();
     r.clock.advance(Duration::from_secs(61));
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(r.observer.ends().len(), 1);
     assert!(!u.has_session());
     drop(handle);
-    let u2 = r.manager.new_user(Identity::new("b", true), Mechanism::Local, FROM);
+    let u2 = r
+        .manager
+        .new_user(Identity::new("b", true), Mechanism::Local, FROM);
     u2.start_session(FROM).await.unwrap();
     r.clock.advance(Duration::from_secs(61));
     tokio::time::sleep(Duration::from_secs(30)).await;
-    assert_eq!(r.observer.ends().len(), 1, "no reaping after the handle is dropped");
+    assert_eq!(
+        r.observer.ends().len(),
+        1,
+        "no reaping after the handle is dropped"
+    );
 }
 
 #[tokio::test]
 async fn zero_settings_are_config_errors() {
     let mut c = SessionConfig::default();
     c.idle_timeout = Some(Duration::ZERO);
-    let e = SessionManager::builder(Arc::new(MemoryStore::new())).config(c).build().unwrap_err();
-    assert_eq!(e.to_string(), "session idle timeout must be greater than zero");
+    let e = SessionManager::builder(Arc::new(MemoryStore::new()))
+        .config(c)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "session idle timeout must be greater than zero"
+    );
 }

@@ -1,4 +1,5 @@
 //! The store conformance suite on `MemoryStore`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failure
 
 use std::sync::Arc;
 

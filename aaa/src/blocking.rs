@@ -82,7 +82,11 @@ impl Aaa {
     }
 
     /// Starts a session for `user`; returns its cookie.
-    pub fn start_session(&self, user: &Arc<ExosUser>, src_addr: &str) -> Result<SessionCookie, AaaError> {
+    pub fn start_session(
+        &self,
+        user: &Arc<ExosUser>,
+        src_addr: &str,
+    ) -> Result<SessionCookie, AaaError> {
         let addr = parse_addr(src_addr)?;
         self.block_on(user.start_session(addr))
     }

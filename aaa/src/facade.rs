@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aaa_core::{
-    AaaError, Authenticator, Clock, ConfigError, Credentials, ExosUser, MethodList, OnReject, Outcome,
-    SessionId, SessionInfo, SessionObserver, SessionStore,
+    AaaError, Authenticator, Clock, ConfigError, Credentials, ExosUser, MethodList, OnReject,
+    Outcome, SessionId, SessionInfo, SessionObserver, SessionStore,
 };
 use aaa_session::{MemoryStore, ReaperHandle, SessionConfig, SessionManager};
 use tokio::runtime::Handle;
@@ -56,7 +56,11 @@ impl AaaBuilder {
         self
     }
     /// Adds a mechanism with its own rule on reject (`OnReject::Next`: fail through).
-    pub fn mechanism_with(mut self, authenticator: Arc<dyn Authenticator>, on_reject: OnReject) -> Self {
+    pub fn mechanism_with(
+        mut self,
+        authenticator: Arc<dyn Authenticator>,
+        on_reject: OnReject,
+    ) -> Self {
         self.methods.push_with(authenticator, on_reject);
         self
     }
@@ -190,7 +194,10 @@ impl Aaa {
             }
         };
         match self.inner.methods.run(&credentials).await {
-            Ok(Outcome::Accepted { identity, mechanism }) => {
+            Ok(Outcome::Accepted {
+                identity,
+                mechanism,
+            }) => {
                 tracing::info!(
                     target: "aaa::auth",
                     user = %identity.username,
@@ -200,7 +207,9 @@ impl Aaa {
                     result = "accept",
                     "login accepted"
                 );
-                Ok(Some(self.inner.sessions.new_user(identity, mechanism, src_addr)))
+                Ok(Some(
+                    self.inner.sessions.new_user(identity, mechanism, src_addr),
+                ))
             }
             Ok(Outcome::Rejected { mechanism, reason }) => {
                 tracing::info!(
@@ -246,7 +255,9 @@ impl Aaa {
         let username = username.to_owned();
         let password = Secret(password.to_owned());
         self.inner.runtime.spawn(async move {
-            let result = this.authenticate_user(&username, &password.0, src_addr).await;
+            let result = this
+                .authenticate_user(&username, &password.0, src_addr)
+                .await;
             drop(password);
             callback(result);
         })

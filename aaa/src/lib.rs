@@ -60,10 +60,10 @@ pub mod blocking;
 mod facade;
 
 pub use aaa_core::{
-    AaaError, Authenticator, Clock, ConfigError, Credentials, Decision, EndCause, ExosUser, Extensions, Identity,
-    InvalidInput, LimitScope, ManualClock, Mechanism, OnReject, RejectReason, SessionCookie, SessionId, SessionInfo,
-    SessionLimits, SessionObserver, SessionRecord, SessionStore, StoreError, StoreErrorKind, SystemClock,
-    Unavailable, async_trait, parse_addr,
+    AaaError, Authenticator, Clock, ConfigError, Credentials, Decision, EndCause, ExosUser,
+    Extensions, Identity, InvalidInput, LimitScope, ManualClock, Mechanism, OnReject, RejectReason,
+    SessionCookie, SessionId, SessionInfo, SessionLimits, SessionObserver, SessionRecord,
+    SessionStore, StoreError, StoreErrorKind, SystemClock, Unavailable, async_trait, parse_addr,
 };
 pub use aaa_session::{MemoryStore, SessionConfig, SessionManager};
 pub use facade::{Aaa, AaaBuilder};

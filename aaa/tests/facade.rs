@@ -1,12 +1,13 @@
 //! The facade end to end on the memory store, with in-test mechanisms.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failure
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use aaa::{
-    Aaa, AaaError, Authenticator, ConfigError, Credentials, Decision, Identity, InvalidInput, Mechanism,
-    OnReject, RejectReason, async_trait,
+    Aaa, AaaError, Authenticator, ConfigError, Credentials, Decision, Identity, InvalidInput,
+    Mechanism, OnReject, RejectReason, async_trait,
 };
 use testkit::observe::capture_logs;
 use tokio::sync::Notify;
@@ -45,27 +46,57 @@ impl Authenticator for Toy {
 
 #[tokio::test]
 async fn login_session_validate_logout() {
-    let aaa = Aaa::builder().mechanism(Arc::new(Toy::default())).build().unwrap();
-    let admin = aaa.authenticate_user("admin", PASSWORD, FROM).await.unwrap().unwrap();
+    let aaa = Aaa::builder()
+        .mechanism(Arc::new(Toy::default()))
+        .build()
+        .unwrap();
+    let admin = aaa
+        .authenticate_user("admin", PASSWORD, FROM)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(admin.read_write());
     assert_eq!(admin.username(), "admin");
     assert_eq!(admin.mechanism().as_str(), "toy");
     assert!(admin.session_cookie().is_none());
     assert!(admin.session_start().is_none());
-    let guest = aaa.authenticate_user("guest", PASSWORD, FROM).await.unwrap().unwrap();
+    let guest = aaa
+        .authenticate_user("guest", PASSWORD, FROM)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!guest.read_write());
-    assert!(aaa.authenticate_user("admin", "nope", FROM).await.unwrap().is_none());
-    assert!(aaa.authenticate_user("nobody", PASSWORD, FROM).await.unwrap().is_none());
+    assert!(
+        aaa.authenticate_user("admin", "nope", FROM)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        aaa.authenticate_user("nobody", PASSWORD, FROM)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let cookie = admin.start_session(FROM).await.unwrap();
     assert!(admin.session_start().is_some());
-    let same = aaa.validate_session(cookie.expose()).await.unwrap().unwrap();
+    let same = aaa
+        .validate_session(cookie.expose())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(Arc::ptr_eq(&admin, &same));
     let sessions = aaa.get_sessions().await.unwrap();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].username, "admin");
     admin.end_session().await.unwrap();
-    assert!(aaa.validate_session(cookie.expose()).await.unwrap().is_none());
+    assert!(
+        aaa.validate_session(cookie.expose())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +130,10 @@ async fn the_callback_variant_returns_before_its_callback_runs() {
 
 #[tokio::test]
 async fn the_callback_gets_rejects_and_errors_too() {
-    let aaa = Aaa::builder().mechanism(Arc::new(Toy::default())).build().unwrap();
+    let aaa = Aaa::builder()
+        .mechanism(Arc::new(Toy::default()))
+        .build()
+        .unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     aaa.authenticate_user_async(move |r| drop(tx.send(r)), "admin", "bad", FROM)
         .await
@@ -118,8 +152,15 @@ async fn every_mechanism_unavailable_is_an_error_naming_each() {
     a.down.store(true, Ordering::SeqCst);
     let b = Toy::default();
     b.down.store(true, Ordering::SeqCst);
-    let aaa = Aaa::builder().mechanism(Arc::new(a)).mechanism(Arc::new(b)).build().unwrap();
-    let e = aaa.authenticate_user("admin", PASSWORD, FROM).await.unwrap_err();
+    let aaa = Aaa::builder()
+        .mechanism(Arc::new(a))
+        .mechanism(Arc::new(b))
+        .build()
+        .unwrap();
+    let e = aaa
+        .authenticate_user("admin", PASSWORD, FROM)
+        .await
+        .unwrap_err();
     match &e {
         AaaError::Unavailable(u) => assert_eq!(u.causes().len(), 2),
         other => panic!("{other}"),
@@ -148,25 +189,54 @@ async fn fail_through_on_reject_when_configured() {
         .mechanism(Arc::new(Toy::default()))
         .build()
         .unwrap();
-    assert!(strict.authenticate_user("admin", PASSWORD, FROM).await.unwrap().is_none());
+    assert!(
+        strict
+            .authenticate_user("admin", PASSWORD, FROM)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let lenient = Aaa::builder()
         .mechanism_with(Arc::new(RejectAll), OnReject::Next)
         .mechanism(Arc::new(Toy::default()))
         .build()
         .unwrap();
-    let u = lenient.authenticate_user("admin", PASSWORD, FROM).await.unwrap().unwrap();
+    let u = lenient
+        .authenticate_user("admin", PASSWORD, FROM)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(u.mechanism().as_str(), "toy");
 }
 
 #[tokio::test]
 async fn bad_input_is_typed() {
-    let aaa = Aaa::builder().mechanism(Arc::new(Toy::default())).build().unwrap();
+    let aaa = Aaa::builder()
+        .mechanism(Arc::new(Toy::default()))
+        .build()
+        .unwrap();
     let cases: Vec<(String, String, InvalidInput)> = vec![
         (String::new(), PASSWORD.into(), InvalidInput::UsernameEmpty),
-        ("a".repeat(65), PASSWORD.into(), InvalidInput::UsernameTooLong { len: 65 }),
-        ("ad\tmin".into(), PASSWORD.into(), InvalidInput::UsernameControlChar),
-        ("admin".into(), "p".repeat(129), InvalidInput::PasswordTooLong { len: 129 }),
-        ("admin".into(), "pass\0word".into(), InvalidInput::PasswordNul),
+        (
+            "a".repeat(65),
+            PASSWORD.into(),
+            InvalidInput::UsernameTooLong { len: 65 },
+        ),
+        (
+            "ad\tmin".into(),
+            PASSWORD.into(),
+            InvalidInput::UsernameControlChar,
+        ),
+        (
+            "admin".into(),
+            "p".repeat(129),
+            InvalidInput::PasswordTooLong { len: 129 },
+        ),
+        (
+            "admin".into(),
+            "pass\0word".into(),
+            InvalidInput::PasswordNul,
+        ),
     ];
     for (u, p, want) in cases {
         match aaa.authenticate_user(&u, &p, FROM).await {
@@ -175,10 +245,16 @@ async fn bad_input_is_typed() {
         }
     }
     // A password of exactly 128 bytes is not truncated: it is simply wrong here.
-    assert!(aaa.authenticate_user("admin", &format!("{PASSWORD}{}", "x".repeat(128 - PASSWORD.len())), FROM)
+    assert!(
+        aaa.authenticate_user(
+            "admin",
+            &format!("{PASSWORD}{}", "x".repeat(128 - PASSWORD.len())),
+            FROM
+        )
         .await
         .unwrap()
-        .is_none());
+        .is_none()
+    );
     assert!(matches!(
         aaa.validate_session("not-a-cookie").await,
         Err(AaaError::InvalidInput(InvalidInput::CookieMalformed { .. }))
@@ -196,33 +272,58 @@ async fn bad_input_is_typed() {
 #[test]
 fn config_errors() {
     // No runtime.
-    let e = Aaa::builder().mechanism(Arc::new(Toy::default())).build().unwrap_err();
+    let e = Aaa::builder()
+        .mechanism(Arc::new(Toy::default()))
+        .build()
+        .unwrap_err();
     assert!(matches!(e, AaaError::Config(ConfigError::NoRuntime)), "{e}");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let _g = rt.enter();
     let e = Aaa::builder().build().unwrap_err();
-    assert!(matches!(e, AaaError::Config(ConfigError::NoMechanism)), "{e}");
+    assert!(
+        matches!(e, AaaError::Config(ConfigError::NoMechanism)),
+        "{e}"
+    );
 }
 
 #[tokio::test]
 async fn blocking_api_inside_a_runtime_is_refused() {
-    let e = aaa::blocking::Aaa::new(Aaa::builder().mechanism(Arc::new(Toy::default()))).unwrap_err();
+    let e =
+        aaa::blocking::Aaa::new(Aaa::builder().mechanism(Arc::new(Toy::default()))).unwrap_err();
     assert!(matches!(e, AaaError::DeadlockDetected), "{e}");
 }
 
 #[test]
 fn blocking_api_end_to_end() {
     let aaa = aaa::blocking::Aaa::new(Aaa::builder().mechanism(Arc::new(Toy::default()))).unwrap();
-    let user = aaa.authenticate_user("admin", PASSWORD, "2001:db8::1").unwrap().unwrap();
+    let user = aaa
+        .authenticate_user("admin", PASSWORD, "2001:db8::1")
+        .unwrap()
+        .unwrap();
     let cookie = aaa.start_session(&user, "2001:db8::1").unwrap();
-    assert!(aaa.start_session(&user, "2001:db8::1").unwrap_err().is_session_exists());
+    assert!(
+        aaa.start_session(&user, "2001:db8::1")
+            .unwrap_err()
+            .is_session_exists()
+    );
     let sessions = aaa.get_sessions().unwrap();
     let id = sessions[0].id.to_string();
     assert!(aaa.clear_session("nothex").unwrap_err().is_invalid_input());
     aaa.clear_session(&id).unwrap();
-    assert!(aaa.clear_session(&id).unwrap_err().is_session_does_not_exist());
+    assert!(
+        aaa.clear_session(&id)
+            .unwrap_err()
+            .is_session_does_not_exist()
+    );
     assert!(aaa.validate_session(cookie.expose()).unwrap().is_none());
-    assert!(aaa.end_session(&user).unwrap_err().is_session_does_not_exist());
+    assert!(
+        aaa.end_session(&user)
+            .unwrap_err()
+            .is_session_does_not_exist()
+    );
     assert!(matches!(
         aaa.start_session(&user, "300.1.1.1"),
         Err(AaaError::InvalidInput(InvalidInput::AddressMalformed(_)))
@@ -232,9 +333,18 @@ fn blocking_api_end_to_end() {
 #[tokio::test]
 async fn the_aaa_log_has_each_outcome_and_no_secret() {
     let (logs, _guard) = capture_logs();
-    let aaa = Aaa::builder().mechanism(Arc::new(Toy::default())).build().unwrap();
-    let user = aaa.authenticate_user("admin", PASSWORD, FROM).await.unwrap().unwrap();
-    aaa.authenticate_user("admin", "wrong-password-42", FROM).await.unwrap();
+    let aaa = Aaa::builder()
+        .mechanism(Arc::new(Toy::default()))
+        .build()
+        .unwrap();
+    let user = aaa
+        .authenticate_user("admin", PASSWORD, FROM)
+        .await
+        .unwrap()
+        .unwrap();
+    aaa.authenticate_user("admin", "wrong-password-42", FROM)
+        .await
+        .unwrap();
     let _ = aaa.authenticate_user("bad\nname", PASSWORD, FROM).await;
     let cookie = user.start_session(FROM).await.unwrap();
     aaa.clear_session(user.session_id().unwrap()).await.unwrap();

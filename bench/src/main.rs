@@ -19,7 +19,12 @@ fn main() {
         match a.as_str() {
             "--out" => out = PathBuf::from(args.next().expect("--out needs a path")),
             "--quick" => quick = true,
-            "--sessions" => sessions = args.next().and_then(|n| n.parse().ok()).expect("--sessions needs a number"),
+            "--sessions" => {
+                sessions = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("--sessions needs a number")
+            }
             other => {
                 eprintln!("unknown argument {other:?}; usage: aaa-bench [--out FILE] [--quick]");
                 std::process::exit(2);
@@ -35,7 +40,12 @@ fn main() {
     print_table(&rows);
     write_json(&rows, &out);
     let missed = rows.iter().filter(|r| !r.met()).count();
-    eprintln!("bench: {} rows, {} meet their target, report in {}", rows.len(), rows.len() - missed, out.display());
+    eprintln!(
+        "bench: {} rows, {} meet their target, report in {}",
+        rows.len(),
+        rows.len() - missed,
+        out.display()
+    );
 }
 
 fn print_table(rows: &[Row]) {
@@ -86,5 +96,6 @@ fn write_json(rows: &[Row], out: &PathBuf) {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).expect("create the report directory");
     }
-    std::fs::write(out, serde_json::to_string_pretty(&json).expect("json")).expect("write the report");
+    std::fs::write(out, serde_json::to_string_pretty(&json).expect("json"))
+        .expect("write the report");
 }

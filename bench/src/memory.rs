@@ -48,7 +48,12 @@ impl Cookies {
     }
 }
 
-fn validate_run(manager: &SessionManager, cookies: &Arc<Cookies>, threads: usize, ops: usize) -> (f64, f64) {
+fn validate_run(
+    manager: &SessionManager,
+    cookies: &Arc<Cookies>,
+    threads: usize,
+    ops: usize,
+) -> (f64, f64) {
     let barrier = Arc::new(Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -73,7 +78,10 @@ fn validate_run(manager: &SessionManager, cookies: &Arc<Cookies>, threads: usize
         .collect();
     barrier.wait();
     let wall = Instant::now();
-    let per_thread: Vec<Duration> = handles.into_iter().map(|h| h.join().expect("bench thread")).collect();
+    let per_thread: Vec<Duration> = handles
+        .into_iter()
+        .map(|h| h.join().expect("bench thread"))
+        .collect();
     let wall = wall.elapsed();
     let mean = per_thread.iter().map(Duration::as_secs_f64).sum::<f64>() / threads as f64;
     let ns_per_op = mean * 1e9 / ops as f64;
@@ -81,7 +89,11 @@ fn validate_run(manager: &SessionManager, cookies: &Arc<Cookies>, threads: usize
     (ns_per_op, throughput)
 }
 
-fn best_of<T: Copy + PartialOrd>(rounds: usize, mut f: impl FnMut() -> T, key: impl Fn(T) -> f64) -> T {
+fn best_of<T: Copy + PartialOrd>(
+    rounds: usize,
+    mut f: impl FnMut() -> T,
+    key: impl Fn(T) -> f64,
+) -> T {
     let mut best: Option<T> = None;
     for _ in 0..rounds {
         let v = f();
@@ -100,7 +112,11 @@ pub(crate) fn rows(sessions: usize, ops: usize) -> Vec<Row> {
     let cookies = rt.block_on(async {
         let mut all = String::with_capacity(sessions * 43);
         for i in 0..sessions {
-            let u = manager.new_user(Identity::new(format!("user{i}"), i % 2 == 0), Mechanism::Local, FROM);
+            let u = manager.new_user(
+                Identity::new(format!("user{i}"), i % 2 == 0),
+                Mechanism::Local,
+                FROM,
+            );
             all.push_str(u.start_session(FROM).await.expect("start").expose());
         }
         Cookies(all)
@@ -110,7 +126,11 @@ pub(crate) fn rows(sessions: usize, ops: usize) -> Vec<Row> {
     validate_run(&manager, &cookies, 1, sessions);
 
     let (one_ns, one_tp) = best_of(5, || validate_run(&manager, &cookies, 1, ops), |(ns, _)| ns);
-    let (_, two_tp) = best_of(5, || validate_run(&manager, &cookies, 2, ops), |(_, tp)| -tp);
+    let (_, two_tp) = best_of(
+        5,
+        || validate_run(&manager, &cookies, 2, ops),
+        |(_, tp)| -tp,
+    );
 
     // Anchor: tower-sessions' MemoryStore::load over the same number of sessions.
     let tower = tower_sessions_memory_store::MemoryStore::default();
@@ -137,7 +157,10 @@ pub(crate) fn rows(sessions: usize, ops: usize) -> Vec<Row> {
             let start = Instant::now();
             rt.block_on(async {
                 for i in idx {
-                    let r = tower.load(ids.get(i).expect("in range")).await.expect("load");
+                    let r = tower
+                        .load(ids.get(i).expect("in range"))
+                        .await
+                        .expect("load");
                     assert!(r.is_some());
                 }
             });

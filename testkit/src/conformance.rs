@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aaa_core::{
-    CookieHash, CreateOutcome, Mechanism, SessionCookie, SessionId, SessionLimits, SessionRecord, SessionStore,
-    truncate_ms,
+    CookieHash, CreateOutcome, Mechanism, SessionCookie, SessionId, SessionLimits, SessionRecord,
+    SessionStore, truncate_ms,
 };
 
 const NO_LIMITS: SessionLimits = SessionLimits {
@@ -69,17 +69,29 @@ pub async fn create_get_remove(store: Arc<dyn SessionStore>) {
     let unknown = SessionCookie::generate().unwrap().hash();
     assert_eq!(store.get(&unknown, now).await.unwrap(), None);
 
-    let mut listed: Vec<SessionId> = store.list(now).await.unwrap().iter().map(|r| r.id).collect();
+    let mut listed: Vec<SessionId> = store
+        .list(now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
     listed.sort();
     let mut want = vec![a.id, b.id];
     want.sort();
     assert_eq!(listed, want);
 
-    assert_eq!(store.remove(&a.key).await.unwrap().map(|r| r.id), Some(a.id));
+    assert_eq!(
+        store.remove(&a.key).await.unwrap().map(|r| r.id),
+        Some(a.id)
+    );
     assert_eq!(store.get(&a.key, now).await.unwrap(), None);
     assert_eq!(store.remove(&a.key).await.unwrap(), None);
 
-    assert_eq!(store.remove_by_id(b.id).await.unwrap().map(|r| r.key), Some(b.key));
+    assert_eq!(
+        store.remove_by_id(b.id).await.unwrap().map(|r| r.key),
+        Some(b.key)
+    );
     assert_eq!(store.remove_by_id(b.id).await.unwrap(), None);
     assert_eq!(store.get(&b.key, now).await.unwrap(), None);
     assert!(store.list(now).await.unwrap().is_empty());
@@ -117,7 +129,11 @@ pub async fn revocation_is_final(store: Arc<dyn SessionStore>) {
     create_ok(&*store, &a).await;
     create_ok(&*store, &b).await;
     store.remove(&a.key).await.unwrap().expect("a was there");
-    store.remove_by_id(b.id).await.unwrap().expect("b was there");
+    store
+        .remove_by_id(b.id)
+        .await
+        .unwrap()
+        .expect("b was there");
     for key in [a.key, b.key] {
         for t in [now, now + Duration::from_secs(1)] {
             assert_eq!(
@@ -128,12 +144,17 @@ pub async fn revocation_is_final(store: Arc<dyn SessionStore>) {
         }
     }
     assert!(store.list(now).await.unwrap().is_empty());
-    assert_eq!(store.contains(&[a.key, b.key], now).await.unwrap(), vec![false, false]);
-    assert!(store
-        .claim_expired(now + Duration::from_secs(7200), 100)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(
+        store.contains(&[a.key, b.key], now).await.unwrap(),
+        vec![false, false]
+    );
+    assert!(
+        store
+            .claim_expired(now + Duration::from_secs(7200), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// The idle deadline slides on touching validations; the absolute deadline does not move;
@@ -147,8 +168,20 @@ pub async fn deadlines_honoured(store: Arc<dyn SessionStore>) {
     create_ok(&*store, &both).await;
 
     // A read without touch does not slide.
-    assert!(store.get(&idle.key, t0 + ms(9_999)).await.unwrap().is_some());
-    assert!(store.get(&idle.key, t0 + ms(10_000)).await.unwrap().is_none());
+    assert!(
+        store
+            .get(&idle.key, t0 + ms(9_999))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get(&idle.key, t0 + ms(10_000))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Touching slides it.
     let r = store
@@ -157,32 +190,66 @@ pub async fn deadlines_honoured(store: Arc<dyn SessionStore>) {
         .unwrap()
         .expect("live at 9 s");
     assert_eq!(r.last_activity, t0 + ms(9_000));
-    assert!(store.get(&idle.key, t0 + ms(18_999)).await.unwrap().is_some());
-    assert!(store.get(&idle.key, t0 + ms(19_000)).await.unwrap().is_none());
-    assert!(store
-        .validate(&idle.key, t0 + ms(19_000), true, Duration::ZERO)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        store
+            .get(&idle.key, t0 + ms(18_999))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get(&idle.key, t0 + ms(19_000))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .validate(&idle.key, t0 + ms(19_000), true, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // The absolute deadline wins however often the session is used.
     for s in [8_000, 16_000, 24_000] {
-        assert!(store
-            .validate(&both.key, t0 + ms(s), true, Duration::ZERO)
+        assert!(
+            store
+                .validate(&both.key, t0 + ms(s), true, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    assert!(
+        store
+            .get(&both.key, t0 + ms(24_999))
             .await
             .unwrap()
-            .is_some());
-    }
-    assert!(store.get(&both.key, t0 + ms(24_999)).await.unwrap().is_some());
-    assert!(store.get(&both.key, t0 + ms(25_000)).await.unwrap().is_none());
-    assert!(store
-        .validate(&both.key, t0 + ms(25_000), true, Duration::ZERO)
-        .await
-        .unwrap()
-        .is_none());
+            .is_some()
+    );
+    assert!(
+        store
+            .get(&both.key, t0 + ms(25_000))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .validate(&both.key, t0 + ms(25_000), true, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // An expired record stays until claimed, and the claimer gets it back (to learn the cause).
-    let removed = store.remove(&both.key).await.unwrap().expect("expired but unclaimed");
+    let removed = store
+        .remove(&both.key)
+        .await
+        .unwrap()
+        .expect("expired but unclaimed");
     assert_eq!(removed.id, both.id);
 }
 
@@ -203,7 +270,10 @@ pub async fn list_never_returns_expired(store: Arc<dyn SessionStore>) {
         HashSet::from([long.id, abs.id])
     );
     assert_eq!(
-        store.contains(&[short.key, long.key, abs.key], at).await.unwrap(),
+        store
+            .contains(&[short.key, long.key, abs.key], at)
+            .await
+            .unwrap(),
         vec![false, true, true]
     );
     let at = t0 + Duration::from_secs(150);
@@ -233,7 +303,13 @@ pub async fn concurrent_creates(store: Arc<dyn SessionStore>) {
         }
     }
     assert!(ids.len() >= 995, "only {} of 1000 created", ids.len());
-    let listed: HashSet<SessionId> = store.list(now).await.unwrap().iter().map(|r| r.id).collect();
+    let listed: HashSet<SessionId> = store
+        .list(now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(listed, ids);
 }
 
@@ -290,13 +366,28 @@ pub async fn limits_enforced(store: Arc<dyn SessionStore>) {
     let a1 = record("alice", t0, Some(Duration::from_secs(60)), None);
     let a2 = record("alice", t0, hour(), None);
     let a3 = record("alice", t0, hour(), None);
-    assert_eq!(store.create(&a1, &limits).await.unwrap(), CreateOutcome::Created);
-    assert_eq!(store.create(&a2, &limits).await.unwrap(), CreateOutcome::Created);
-    assert_eq!(store.create(&a3, &limits).await.unwrap(), CreateOutcome::UserLimit);
+    assert_eq!(
+        store.create(&a1, &limits).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        store.create(&a2, &limits).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        store.create(&a3, &limits).await.unwrap(),
+        CreateOutcome::UserLimit
+    );
     let b1 = record("bob", t0, hour(), None);
     let b2 = record("bob", t0, hour(), None);
-    assert_eq!(store.create(&b1, &limits).await.unwrap(), CreateOutcome::Created);
-    assert_eq!(store.create(&b2, &limits).await.unwrap(), CreateOutcome::TotalLimit);
+    assert_eq!(
+        store.create(&b1, &limits).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        store.create(&b2, &limits).await.unwrap(),
+        CreateOutcome::TotalLimit
+    );
     assert!(store.get(&a3.key, t0).await.unwrap().is_none());
     assert!(store.get(&b2.key, t0).await.unwrap().is_none());
 
@@ -305,7 +396,10 @@ pub async fn limits_enforced(store: Arc<dyn SessionStore>) {
     let mut a4 = record("alice", later, hour(), None);
     a4.start = later;
     a4.last_activity = later;
-    assert_eq!(store.create(&a4, &limits).await.unwrap(), CreateOutcome::Created);
+    assert_eq!(
+        store.create(&a4, &limits).await.unwrap(),
+        CreateOutcome::Created
+    );
     // Removing one frees a place in total.
     store.remove(&b1.key).await.unwrap().expect("b1");
     let mut b3 = record("bob", later, hour(), None);
@@ -314,8 +408,14 @@ pub async fn limits_enforced(store: Arc<dyn SessionStore>) {
     let mut c1 = record("carol", later, hour(), None);
     c1.start = later;
     c1.last_activity = later;
-    assert_eq!(store.create(&b3, &limits).await.unwrap(), CreateOutcome::Created);
-    assert_eq!(store.create(&c1, &limits).await.unwrap(), CreateOutcome::TotalLimit);
+    assert_eq!(
+        store.create(&b3, &limits).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        store.create(&c1, &limits).await.unwrap(),
+        CreateOutcome::TotalLimit
+    );
 }
 
 /// Touch granularity: a touch inside the granularity may skip the write, but a touch past it
@@ -331,7 +431,13 @@ pub async fn touch_granularity(store: Arc<dyn SessionStore>) {
         .unwrap()
         .expect("live");
     assert_eq!(got.last_activity, t0 + Duration::from_secs(6));
-    assert!(store.get(&r.key, t0 + Duration::from_secs(65)).await.unwrap().is_some());
+    assert!(
+        store
+            .get(&r.key, t0 + Duration::from_secs(65))
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 /// Keys are hashes: a random key is never found, and the record keeps exactly the key given.

@@ -24,7 +24,10 @@ pub struct RecordingObserver {
 impl RecordingObserver {
     /// All events so far.
     pub fn events(&self) -> Vec<Event> {
-        self.events.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
     /// The ends so far, as (id, cause).
     pub fn ends(&self) -> Vec<(SessionId, EndCause)> {

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aaa_core::{
-    CookieHash, CreateOutcome, SessionId, SessionLimits, SessionRecord, SessionStore, StoreError, StoreErrorKind,
-    async_trait,
+    CookieHash, CreateOutcome, SessionId, SessionLimits, SessionRecord, SessionStore, StoreError,
+    StoreErrorKind, async_trait,
 };
 
 /// Wraps a store; while `fail` is set, every call fails with `StoreErrorKind::Unreachable`, as a
@@ -51,7 +51,11 @@ impl FaultyStore {
 
 #[async_trait]
 impl SessionStore for FaultyStore {
-    async fn create(&self, record: &SessionRecord, limits: &SessionLimits) -> Result<CreateOutcome, StoreError> {
+    async fn create(
+        &self,
+        record: &SessionRecord,
+        limits: &SessionLimits,
+    ) -> Result<CreateOutcome, StoreError> {
         self.check("create")?;
         self.inner.create(record, limits).await
     }
@@ -63,7 +67,9 @@ impl SessionStore for FaultyStore {
         touch_granularity: Duration,
     ) -> Result<Option<SessionRecord>, StoreError> {
         self.check("validate")?;
-        self.inner.validate(key, now, touch, touch_granularity).await
+        self.inner
+            .validate(key, now, touch, touch_granularity)
+            .await
     }
     async fn remove(&self, key: &CookieHash) -> Result<Option<SessionRecord>, StoreError> {
         self.check("remove")?;
@@ -77,11 +83,19 @@ impl SessionStore for FaultyStore {
         self.check("list")?;
         self.inner.list(now).await
     }
-    async fn claim_expired(&self, now: SystemTime, max: usize) -> Result<Vec<SessionRecord>, StoreError> {
+    async fn claim_expired(
+        &self,
+        now: SystemTime,
+        max: usize,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
         self.check("claim_expired")?;
         self.inner.claim_expired(now, max).await
     }
-    async fn contains(&self, keys: &[CookieHash], now: SystemTime) -> Result<Vec<bool>, StoreError> {
+    async fn contains(
+        &self,
+        keys: &[CookieHash],
+        now: SystemTime,
+    ) -> Result<Vec<bool>, StoreError> {
         self.check("contains")?;
         self.inner.contains(keys, now).await
     }

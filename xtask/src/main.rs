@@ -1,1 +1,216 @@
-fn main() {}
+//! The project's task runner (`cargo xtask <task>`, see matklad/cargo-xtask).
+//!
+//! - `test`: makes sure the servers the tests start exist (installs their Debian packages when
+//!   missing and permitted), then runs every test of the workspace.
+//! - `ci`: `cargo fmt --check`, clippy with `-D warnings`, `cargo doc` with warnings denied,
+//!   then `test`. This is what `.ci/run` runs.
+//! - `bench`: builds and runs the benchmarks (release), printing a markdown table and writing
+//!   `target/bench/report.json`.
+//!
+//! Installing packages is permitted when running as root with `apt-get` available, unless
+//! `AAA_NO_INSTALL=1`; otherwise a missing package is a loud failure naming the command that
+//! installs it. Tests never skip for a missing server.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// A Debian package and the binaries the project needs from it.
+struct Package {
+    name: &'static str,
+    binaries: &'static [&'static str],
+    why: &'static str,
+}
+
+/// What `cargo xtask test` needs on the machine.
+const TEST_PACKAGES: &[Package] = &[];
+
+/// What `cargo xtask bench` needs on top: the reference tools the rows compare against.
+const BENCH_PACKAGES: &[Package] = &[Package {
+    name: "argon2",
+    binaries: &["argon2"],
+    why: "the reference argon2 CLI of the argon2id verify row",
+}];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(task) = args.first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest = args.get(1..).unwrap_or_default();
+    let root = project_root();
+    let result = match task.as_str() {
+        "test" => test(&root, rest),
+        "ci" => ci(&root),
+        "bench" => bench(&root, rest),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown task {other:?}\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask <task>
+  test [-- <cargo test args>]   every test (installs test servers when missing and permitted)
+  ci                            fmt --check, clippy -D warnings, doc -D warnings, then test
+  bench [--quick]               benchmarks against their anchors; target/bench/report.json";
+
+fn project_root() -> PathBuf {
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from("xtask"), PathBuf::from);
+    manifest
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn run(root: &Path, mut cmd: Command, what: &str) -> Result<(), String> {
+    cmd.current_dir(root);
+    eprintln!("xtask: {what}");
+    let started = Instant::now();
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{what}: could not start: {e}"))?;
+    eprintln!("xtask: {what}: {:.1} s", started.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+fn on_path(binary: &str) -> bool {
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .any(|dir| dir.join(binary).is_file())
+}
+
+fn install_permitted() -> bool {
+    if std::env::var("AAA_NO_INSTALL").is_ok_and(|v| v == "1") {
+        return false;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    root && on_path("apt-get")
+}
+
+/// Makes sure every package's binaries exist, installing the packages when permitted.
+fn ensure_packages(packages: &[Package]) -> Result<(), String> {
+    let missing: Vec<&Package> = packages
+        .iter()
+        .filter(|p| !p.binaries.iter().all(|b| on_path(b)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = missing.iter().map(|p| p.name).collect();
+    let install = format!("apt-get update && apt-get install -y {}", names.join(" "));
+    for p in &missing {
+        eprintln!(
+            "xtask: missing {} ({}): {}",
+            p.binaries.join(", "),
+            p.name,
+            p.why
+        );
+    }
+    if !install_permitted() {
+        return Err(format!(
+            "required packages are missing; install them with: {install}"
+        ));
+    }
+    eprintln!("xtask: installing: {install}");
+    let status = Command::new("sh")
+        .args(["-c", &format!("DEBIAN_FRONTEND=noninteractive {install}")])
+        .status()
+        .map_err(|e| format!("could not run apt-get: {e}"))?;
+    let still: Vec<&str> = missing
+        .iter()
+        .flat_map(|p| p.binaries.iter().copied())
+        .filter(|b| !on_path(b))
+        .collect();
+    if !status.success() || !still.is_empty() {
+        return Err(format!(
+            "installing {} failed (still missing: {}); run: {install}",
+            names.join(" "),
+            still.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn test(root: &Path, extra: &[String]) -> Result<(), String> {
+    ensure_packages(TEST_PACKAGES)?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--all-features", "--no-fail-fast"]);
+    cmd.args(extra);
+    run(root, cmd, "cargo test --workspace --all-features")
+}
+
+fn ci(root: &Path) -> Result<(), String> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run(root, fmt, "cargo fmt --all --check")?;
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(
+        root,
+        clippy,
+        "cargo clippy --workspace --all-targets --all-features -- -D warnings",
+    )?;
+
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps", "--all-features"]);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    run(
+        root,
+        doc,
+        "cargo doc --workspace --no-deps (warnings denied)",
+    )?;
+
+    test(root, &[])
+}
+
+fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
+    ensure_packages(BENCH_PACKAGES)?;
+    let out = root.join("target").join("bench").join("report.json");
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "aaa-bench",
+        "--",
+        "--out",
+    ]);
+    cmd.arg(&out);
+    cmd.args(extra);
+    run(root, cmd, "benchmarks (release)")
+}
