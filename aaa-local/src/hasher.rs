@@ -1,0 +1,217 @@
+//! argon2id hashing and verification, with counters. Runs on blocking threads only.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::{Algorithm, Argon2, PasswordHasher, PasswordVerifier, Version};
+
+use crate::HashParams;
+use crate::error::{HashError, LocalError};
+
+/// The password the dummy hash is made of. Its value does not matter: nobody can log in with
+/// it, since the dummy hash belongs to no account.
+const DUMMY_PASSWORD: &[u8] = b"aaa-local: no such account";
+
+/// Shortest salt of a hash at policy (bytes); shorter ones are re-hashed.
+const POLICY_SALT_BYTES: usize = 16;
+/// Shortest output of a hash at policy (bytes); shorter ones are re-hashed.
+const POLICY_OUTPUT_BYTES: usize = 32;
+
+#[derive(Debug)]
+pub(crate) struct Hasher {
+    policy: HashParams,
+    params: argon2::Params,
+    /// A hash of `DUMMY_PASSWORD` at the policy parameters, made once, on first use.
+    dummy: OnceLock<String>,
+    verifications: AtomicU64,
+    hashes: AtomicU64,
+    #[cfg(test)]
+    pub(crate) concurrency: test_support::Concurrency,
+}
+
+impl Hasher {
+    pub(crate) fn new(policy: HashParams, params: argon2::Params) -> Self {
+        Self {
+            policy,
+            params,
+            dummy: OnceLock::new(),
+            verifications: AtomicU64::new(0),
+            hashes: AtomicU64::new(0),
+            #[cfg(test)]
+            concurrency: test_support::Concurrency::default(),
+        }
+    }
+
+    fn argon2(&self) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+    }
+
+    /// How many verifications (real and dummy) were run.
+    pub(crate) fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// How many hashes were made (new passwords, re-hashes, the dummy hash).
+    pub(crate) fn hashes(&self) -> u64 {
+        self.hashes.load(Ordering::Relaxed)
+    }
+
+    /// A new PHC string for `password` at the policy parameters, with a random 16-byte salt.
+    pub(crate) fn hash(&self, password: &[u8]) -> Result<String, LocalError> {
+        #[cfg(test)]
+        let _busy = self.concurrency.enter();
+        self.hashes.fetch_add(1, Ordering::Relaxed);
+        self.argon2()
+            .hash_password(password)
+            .map(|h| h.to_string())
+            .map_err(|e| LocalError::Hash(HashError::hash(e)))
+    }
+
+    /// Whether `password` matches the PHC string `phc` (with the parameters stored in it).
+    /// The comparison is constant-time.
+    pub(crate) fn verify(&self, password: &[u8], phc: &str) -> Result<bool, LocalError> {
+        #[cfg(test)]
+        let _busy = self.concurrency.enter();
+        let parsed =
+            PasswordHash::new(phc).map_err(|e| LocalError::Hash(HashError::hash(e.into())))?;
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        match Argon2::default().verify_password(password, &parsed) {
+            Ok(()) => Ok(true),
+            Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
+            Err(e) => Err(LocalError::Hash(HashError::hash(e))),
+        }
+    }
+
+    /// Makes the dummy hash if it does not exist yet.
+    pub(crate) fn ensure_dummy(&self) -> Result<(), LocalError> {
+        self.dummy().map(drop)
+    }
+
+    fn dummy(&self) -> Result<&str, LocalError> {
+        if let Some(d) = self.dummy.get() {
+            return Ok(d);
+        }
+        let made = self.hash(DUMMY_PASSWORD)?;
+        // Two threads may race to make it; either hash will do.
+        Ok(self.dummy.get_or_init(|| made))
+    }
+
+    /// One verification of `password` against the dummy hash: the cost of checking a real
+    /// account, for a login that must fail without revealing why. The result is ignored.
+    pub(crate) fn dummy_verify(&self, password: &[u8]) -> Result<(), LocalError> {
+        let dummy = self.dummy()?;
+        self.verify(password, dummy).map(drop)
+    }
+
+    /// Whether a stored hash is weaker than the policy (so it is re-hashed at the next successful
+    /// login): not argon2id version 19, memory or time cost below the policy's, or a salt or
+    /// output shorter than this library makes.
+    pub(crate) fn is_weak(&self, phc: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return true;
+        };
+        let Ok(params) = argon2::Params::try_from(&parsed) else {
+            return true;
+        };
+        let stored = HashParams::new(params.m_cost(), params.t_cost(), params.p_cost());
+        parsed.algorithm != argon2::ARGON2ID_IDENT
+            || parsed.version != Some(u32::from(Version::V0x13))
+            || !stored.at_least(&self.policy)
+            || parsed
+                .salt
+                .as_ref()
+                .is_none_or(|s| s.len() < POLICY_SALT_BYTES)
+            || parsed
+                .hash
+                .as_ref()
+                .is_none_or(|h| h.len() < POLICY_OUTPUT_BYTES)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts argon2 computations in flight and the peak.
+    #[derive(Debug, Default)]
+    pub(crate) struct Concurrency {
+        now: AtomicUsize,
+        peak: AtomicUsize,
+    }
+
+    impl Concurrency {
+        pub(crate) fn enter(&self) -> Busy<'_> {
+            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(n, Ordering::SeqCst);
+            Busy(self)
+        }
+        pub(crate) fn peak(&self) -> usize {
+            self.peak.load(Ordering::SeqCst)
+        }
+    }
+
+    pub(crate) struct Busy<'a>(&'a Concurrency);
+
+    impl Drop for Busy<'_> {
+        fn drop(&mut self) {
+            self.0.now.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hasher(p: HashParams) -> Hasher {
+        Hasher::new(p, p.to_argon2().unwrap())
+    }
+
+    #[test]
+    fn hash_verify_and_salts() {
+        let h = hasher(HashParams::insecure_for_tests());
+        let a = h.hash(b"password").unwrap();
+        let b = h.hash(b"password").unwrap();
+        assert_ne!(
+            a, b,
+            "the same password twice gives different hashes (random salts)"
+        );
+        assert!(a.starts_with("$argon2id$v=19$m=256,t=1,p=1$"), "{a}");
+        assert!(h.verify(b"password", &a).unwrap());
+        assert!(!h.verify(b"passwore", &a).unwrap());
+        assert_eq!(h.verifications(), 2);
+        assert_eq!(h.hashes(), 2);
+        assert!(!h.is_weak(&a));
+        // A change in the 65th character fails (no truncation).
+        let long = "x".repeat(64) + "a";
+        let hl = h.hash(long.as_bytes()).unwrap();
+        assert!(!h.verify(("x".repeat(64) + "b").as_bytes(), &hl).unwrap());
+        assert!(!h.verify("x".repeat(64).as_bytes(), &hl).unwrap());
+    }
+
+    #[test]
+    fn weakness() {
+        let policy = hasher(HashParams::new(512, 2, 1));
+        let weak_m = hasher(HashParams::new(256, 2, 1)).hash(b"pw").unwrap();
+        let weak_t = hasher(HashParams::new(512, 1, 1)).hash(b"pw").unwrap();
+        let strong = hasher(HashParams::new(1024, 3, 1)).hash(b"pw").unwrap();
+        let other_p = hasher(HashParams::new(512, 2, 2)).hash(b"pw").unwrap();
+        assert!(policy.is_weak(&weak_m));
+        assert!(policy.is_weak(&weak_t));
+        assert!(!policy.is_weak(&strong));
+        assert!(!policy.is_weak(&other_p));
+        let argon2i = weak_m.replace("$argon2id$", "$argon2i$");
+        assert!(policy.is_weak(&argon2i));
+        assert!(policy.is_weak("garbage"));
+    }
+
+    #[test]
+    fn dummy_is_made_once() {
+        let h = hasher(HashParams::insecure_for_tests());
+        h.dummy_verify(b"a").unwrap();
+        h.dummy_verify(b"b").unwrap();
+        assert_eq!(h.hashes(), 1);
+        assert_eq!(h.verifications(), 2);
+    }
+}
