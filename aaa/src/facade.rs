@@ -64,6 +64,20 @@ impl AaaBuilder {
         self.methods.push_with(authenticator, on_reject);
         self
     }
+    /// Adds local accounts as the next mechanism (reject final). With RADIUS before it, local
+    /// accounts are asked only when no RADIUS server answers.
+    ///
+    /// ```
+    /// # fn demo(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    /// let accounts = aaa::local::LocalAccounts::open(dir.join("accounts.toml"))?;
+    /// let builder = aaa::Aaa::builder().local(accounts);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "local")]
+    pub fn local(self, accounts: aaa_local::LocalAccounts) -> Self {
+        self.mechanism(Arc::new(accounts))
+    }
+
     /// The session store (default: a new [`MemoryStore`]).
     pub fn store(mut self, store: Arc<dyn SessionStore>) -> Self {
         self.store = Some(store);

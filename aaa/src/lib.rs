@@ -11,6 +11,9 @@
 //! - Sessions live in a [`SessionStore`]: the in-memory [`MemoryStore`] by default.
 //! - [`blocking`] has the same API for programs without an async runtime.
 //!
+//! Features: `local` (default) — local accounts in an argon2id account file ([`local`],
+//! [`AaaBuilder::local`]).
+//!
 //! ```
 //! use std::net::{IpAddr, Ipv4Addr};
 //! use std::sync::Arc;
@@ -63,10 +66,15 @@ pub use aaa_core::{
     AaaError, Authenticator, Clock, ConfigError, Credentials, Decision, EndCause, ExosUser,
     Extensions, Identity, InvalidInput, LimitScope, ManualClock, Mechanism, OnReject, RejectReason,
     SessionCookie, SessionId, SessionInfo, SessionLimits, SessionObserver, SessionRecord,
-    SessionStore, StoreError, StoreErrorKind, SystemClock, Unavailable, async_trait, parse_addr,
+    SessionStore, StoreError, StoreErrorKind, SystemClock, Unavailable, async_trait, from_unix_ms,
+    parse_addr, unix_ms,
 };
 pub use aaa_session::{MemoryStore, SessionConfig, SessionManager};
 pub use facade::{Aaa, AaaBuilder};
 
 /// The core crate, for implementers of mechanisms and stores.
 pub use aaa_core as core;
+
+/// Local accounts (feature `local`, on by default): see [`aaa_local`].
+#[cfg(feature = "local")]
+pub use aaa_local as local;

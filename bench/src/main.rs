@@ -3,8 +3,10 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot run should stop loudly
 
+mod local;
 mod memory;
 mod report;
+mod storm;
 
 use std::path::PathBuf;
 
@@ -36,6 +38,15 @@ fn main() {
     let mut rows: Vec<Row> = Vec::new();
     eprintln!("bench: memory store…");
     rows.extend(memory::rows(sessions, ops));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    eprintln!("bench: local accounts…");
+    rows.extend(rt.block_on(local::rows()));
+    eprintln!("bench: validation during a login storm…");
+    rows.extend(rt.block_on(storm::rows()));
 
     print_table(&rows);
     write_json(&rows, &out);
