@@ -23,15 +23,43 @@ struct Package {
     why: &'static str,
 }
 
-/// What `cargo xtask test` needs on the machine.
-const TEST_PACKAGES: &[Package] = &[];
+/// What `cargo xtask test` needs on the machine: the servers the tests start themselves.
+const TEST_PACKAGES: &[Package] = &[
+    Package {
+        name: "redis-server",
+        binaries: &["redis-server"],
+        why: "testkit starts its own Redis servers and a Redis Cluster",
+    },
+    Package {
+        name: "redis-tools",
+        binaries: &["redis-cli"],
+        why: "testkit creates the Redis Cluster and inspects keys with redis-cli",
+    },
+    Package {
+        name: "freeradius",
+        binaries: &["freeradius"],
+        why: "testkit starts its own FreeRADIUS servers",
+    },
+];
 
 /// What `cargo xtask bench` needs on top: the reference tools the rows compare against.
-const BENCH_PACKAGES: &[Package] = &[Package {
-    name: "argon2",
-    binaries: &["argon2"],
-    why: "the reference argon2 CLI of the argon2id verify row",
-}];
+const BENCH_PACKAGES: &[Package] = &[
+    Package {
+        name: "argon2",
+        binaries: &["argon2"],
+        why: "the reference argon2 CLI of the argon2id verify row",
+    },
+    Package {
+        name: "redis-tools",
+        binaries: &["redis-benchmark"],
+        why: "the redis-benchmark anchor of the Redis rows",
+    },
+    Package {
+        name: "freeradius-utils",
+        binaries: &["radclient"],
+        why: "the radclient anchor of the RADIUS rows",
+    },
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -198,6 +226,7 @@ fn ci(root: &Path) -> Result<(), String> {
 }
 
 fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
+    ensure_packages(TEST_PACKAGES)?;
     ensure_packages(BENCH_PACKAGES)?;
     let out = root.join("target").join("bench").join("report.json");
     let mut cmd = cargo();
