@@ -134,10 +134,10 @@ async fn user(ctx: &mut Ctx<'_>, cmd: UserCommand) -> Result<(), CliError> {
 }
 
 async fn login(ctx: &mut Ctx<'_>, args: LoginArgs) -> Result<(), CliError> {
-    if let Some(current) = ctx.shell.as_deref().and_then(|s| s.user.as_ref()) {
-        if current.has_session() {
-            return Err(CliError::AlreadyLoggedIn(current.username().to_owned()));
-        }
+    if let Some(current) = ctx.shell.as_deref().and_then(|s| s.user.as_ref())
+        && current.has_session()
+    {
+        return Err(CliError::AlreadyLoggedIn(current.username().to_owned()));
     }
     let from = parse_addr(&args.from).map_err(CliError::BadAddress)?;
     let pw = ctx.password(args.password_stdin, "Password: ", false)?;
@@ -211,10 +211,11 @@ async fn logout(ctx: &mut Ctx<'_>, cookie: Option<String>) -> Result<(), CliErro
         Err(e) if e.is_session_does_not_exist() => return Err(CliError::NoSuchSession),
         Err(e) => {
             // Keep the shell's login so the logout can be retried.
-            if let Some(s) = ctx.shell.as_deref_mut() {
-                if s.user.is_none() && user.has_session() {
-                    s.user = Some(user);
-                }
+            if let Some(s) = ctx.shell.as_deref_mut()
+                && s.user.is_none()
+                && user.has_session()
+            {
+                s.user = Some(user);
             }
             return Err(e.into());
         }

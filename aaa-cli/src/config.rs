@@ -14,6 +14,59 @@ pub(crate) struct Config {
     pub(crate) local: LocalSection,
     #[serde(default)]
     pub(crate) session: SessionSection,
+    #[serde(default)]
+    pub(crate) radius: RadiusSection,
+}
+
+/// `[radius]` and its `[[radius.server]]` list.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RadiusSection {
+    /// The servers, in order: primary first.
+    #[serde(default)]
+    pub(crate) server: Vec<RadiusServerSection>,
+    /// NAS-Identifier (default: the host name).
+    pub(crate) nas_identifier: Option<String>,
+    /// NAS-IP-Address.
+    pub(crate) nas_ip_address: Option<std::net::IpAddr>,
+    /// The first wait for an answer (default "1s"); it doubles on each retransmission.
+    pub(crate) timeout: Option<Dur>,
+    /// Retransmissions per server (default 3).
+    pub(crate) retries: Option<u32>,
+    /// The longest wait between retransmissions (default "4s").
+    pub(crate) max_timeout: Option<Dur>,
+    /// The most time spent on one server before failing over (default "5s").
+    pub(crate) server_timeout: Option<Dur>,
+    /// How long a server that did not answer is put after the others (default "30s").
+    pub(crate) dead_time: Option<Dur>,
+    /// Probe dead servers with Status-Server (default false).
+    pub(crate) status_server: Option<bool>,
+    /// Grant read/write for Management-Privilege-Level ≥ this value instead of the
+    /// Service-Type rule (Administrative-User → read/write).
+    pub(crate) admin_privilege_level: Option<u32>,
+}
+
+/// One `[[radius.server]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RadiusServerSection {
+    /// `ip:port`, e.g. `"192.0.2.10:1812"` or `"[2001:db8::10]:1812"`.
+    pub(crate) address: std::net::SocketAddr,
+    /// The shared secret.
+    pub(crate) secret: SecretText,
+    /// Drop replies without a valid Message-Authenticator (default true: BlastRADIUS).
+    pub(crate) require_message_authenticator: Option<bool>,
+}
+
+/// A secret from the configuration: never shown by `Debug`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct SecretText(pub(crate) String);
+
+impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// `[local]`
@@ -259,6 +312,36 @@ max_sessions_per_user = 4
             );
             assert!(msg.contains(needle), "{msg}");
         }
+    }
+
+    #[test]
+    fn radius_servers() {
+        let c = parse(
+            r#"
+[radius]
+nas_identifier = "sw1"
+timeout = "500ms"
+[[radius.server]]
+address = "192.0.2.1:1812"
+secret = "s3cret-shared"
+[[radius.server]]
+address = "[2001:db8::1]:1812"
+secret = "other"
+require_message_authenticator = false
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.radius.server.len(), 2);
+        assert_eq!(
+            c.radius.server[1].require_message_authenticator,
+            Some(false)
+        );
+        assert!(!format!("{c:?}").contains("s3cret-shared"));
+        let e =
+            parse("[[radius.server]]\naddress = \"radius.example\"\nsecret = \"x\"\n").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        let e = parse("[[radius.server]]\naddress = \"192.0.2.1:1812\"\n").unwrap_err();
+        assert!(e.to_string().contains("missing field `secret`"), "{e}");
     }
 
     #[test]

@@ -52,6 +52,12 @@ pub(crate) enum CliError {
         "cannot find the user's data directory: set XDG_DATA_HOME or HOME, or [local] accounts in a configuration file"
     )]
     NoDataDir,
+    #[error("cannot connect to the session store")]
+    StoreConnect(#[source] aaa::store_redis::RedisStoreError),
+    #[error("invalid session store URL")]
+    StoreUrl(#[source] aaa::store_redis::RedisStoreError),
+    #[error("invalid RADIUS configuration")]
+    Radius(#[source] aaa::radius::RadiusError),
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
 }
@@ -60,10 +66,14 @@ impl CliError {
     /// The process exit code for this error.
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Self::Config(_) | Self::NoTerminal | Self::NoDataDir => code::USAGE,
+            Self::Config(_)
+            | Self::NoTerminal
+            | Self::NoDataDir
+            | Self::StoreUrl(_)
+            | Self::Radius(_) => code::USAGE,
             Self::Aaa(e) => aaa_code(e),
             Self::Local(e) => local_code(e),
-            Self::Output(_) => code::UNAVAILABLE,
+            Self::StoreConnect(_) | Self::Output(_) => code::UNAVAILABLE,
             Self::Rejected
             | Self::NoSuchSession
             | Self::NoPassword

@@ -178,10 +178,10 @@ fn keep_in_history(text: &str) -> bool {
 }
 
 fn save_history(editor: &mut Editor<ShellHelper, DefaultHistory>, path: &std::path::Path) {
-    if let Some(dir) = path.parent() {
-        if std::fs::create_dir_all(dir).is_err() {
-            return;
-        }
+    if let Some(dir) = path.parent()
+        && std::fs::create_dir_all(dir).is_err()
+    {
+        return;
     }
     if editor.save_history(path).is_ok() {
         use std::os::unix::fs::PermissionsExt as _;
@@ -191,13 +191,13 @@ fn save_history(editor: &mut Editor<ShellHelper, DefaultHistory>, path: &std::pa
 
 /// Leaving the shell ends its session, as leaving a switch's CLI does.
 async fn end(state: &mut ShellState) {
-    if let Some(user) = state.user.take() {
-        if user.has_session() {
-            match user.end_session().await {
-                Ok(()) => eprintln!("{} logged out", user.username()),
-                Err(e) if e.is_session_does_not_exist() => {}
-                Err(e) => eprintln!("% {}", CliError::from(e).line()),
-            }
+    if let Some(user) = state.user.take()
+        && user.has_session()
+    {
+        match user.end_session().await {
+            Ok(()) => eprintln!("{} logged out", user.username()),
+            Err(e) if e.is_session_does_not_exist() => {}
+            Err(e) => eprintln!("% {}", CliError::from(e).line()),
         }
     }
 }
@@ -274,15 +274,16 @@ impl Completer for ShellHelper {
         let mut out: Vec<Pair> = Vec::new();
         for cmd in SHELL_WORDS {
             let words: Vec<&str> = cmd.split(' ').collect();
-            if words.len() > done.len() && words.get(..done.len()) == Some(&done[..]) {
-                if let Some(next) = words.get(done.len()) {
-                    if next.starts_with(partial) && !out.iter().any(|p| p.replacement == *next) {
-                        out.push(Pair {
-                            display: (*next).to_owned(),
-                            replacement: (*next).to_owned(),
-                        });
-                    }
-                }
+            if words.len() > done.len()
+                && words.get(..done.len()) == Some(&done[..])
+                && let Some(next) = words.get(done.len())
+                && next.starts_with(partial)
+                && !out.iter().any(|p| p.replacement == *next)
+            {
+                out.push(Pair {
+                    display: (*next).to_owned(),
+                    replacement: (*next).to_owned(),
+                });
             }
         }
         Ok((start, out))

@@ -459,9 +459,10 @@ impl Inner {
     /// Drops whatever the cache holds under `key`, telling the user its session is gone.
     fn evict(&self, key: &CookieHash) {
         if let Some(user) = self.cache.remove(key)
-            && let Some(id) = user.session_id() {
-                user.__session_gone(id);
-            }
+            && let Some(id) = user.session_id()
+        {
+            user.__session_gone(id);
+        }
     }
 
     /// Drops a session that ended from the cache, and tells its cached user.

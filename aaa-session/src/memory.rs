@@ -189,24 +189,25 @@ impl SessionStore for MemoryStore {
             return Ok(CreateOutcome::KeyTaken);
         }
         if let Some(limit) = limits.per_user
-            && let Some(ids) = index.by_user.get(&record.username) {
-                // Counted exactly (skipping expired, unclaimed records) only when it matters.
-                if ids.len() >= limit as usize {
-                    let keys: Vec<CookieHash> = ids
-                        .iter()
-                        .filter_map(|id| index.by_id.get(id).copied())
-                        .collect();
-                    if self.live_count(keys.iter(), now) >= limit as usize {
-                        return Ok(CreateOutcome::UserLimit);
-                    }
+            && let Some(ids) = index.by_user.get(&record.username)
+        {
+            // Counted exactly (skipping expired, unclaimed records) only when it matters.
+            if ids.len() >= limit as usize {
+                let keys: Vec<CookieHash> = ids
+                    .iter()
+                    .filter_map(|id| index.by_id.get(id).copied())
+                    .collect();
+                if self.live_count(keys.iter(), now) >= limit as usize {
+                    return Ok(CreateOutcome::UserLimit);
                 }
             }
+        }
         if let Some(limit) = limits.total
             && index.by_id.len() >= limit as usize
-                && self.live_count(index.by_id.values(), now) >= limit as usize
-            {
-                return Ok(CreateOutcome::TotalLimit);
-            }
+            && self.live_count(index.by_id.values(), now) >= limit as usize
+        {
+            return Ok(CreateOutcome::TotalLimit);
+        }
         let entry = Entry::new(record);
         write(shard).insert(record.key, entry);
         index.by_id.insert(record.id, record.key);
@@ -301,11 +302,12 @@ impl SessionStore for MemoryStore {
             for k in candidates {
                 // Re-checked under the write lock: a validation may have slid it meanwhile.
                 if map.get(&k).is_some_and(|e| e.expired_at(now))
-                    && let Some(e) = map.remove(&k) {
-                        let r = e.snapshot();
-                        index.forget(&r);
-                        out.push(r);
-                    }
+                    && let Some(e) = map.remove(&k)
+                {
+                    let r = e.snapshot();
+                    index.forget(&r);
+                    out.push(r);
+                }
             }
         }
         Ok(out)

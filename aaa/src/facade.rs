@@ -83,6 +83,26 @@ impl AaaBuilder {
         self.store = Some(store);
         self
     }
+    /// Adds RADIUS as the next mechanism (reject final): the servers of the authenticator are
+    /// tried in order, failing over only when one does not answer; when none answers, the next
+    /// mechanism (typically local accounts) is asked.
+    #[cfg(feature = "radius")]
+    pub fn radius(self, radius: aaa_radius::RadiusAuthenticator) -> Self {
+        self.mechanism(Arc::new(radius))
+    }
+
+    /// Connects to Redis (standalone or Cluster, per the URL of `config`) and keeps the sessions
+    /// there, shared with every process using the same Redis and prefix. Fails within the
+    /// configured connect timeout if Redis does not answer.
+    #[cfg(feature = "redis")]
+    pub async fn redis(
+        self,
+        config: aaa_store_redis::RedisConfig,
+    ) -> Result<Self, aaa_store_redis::RedisStoreError> {
+        let store = aaa_store_redis::RedisStore::connect(config).await?;
+        Ok(self.store(Arc::new(store)))
+    }
+
     /// All session settings at once.
     pub fn session_config(mut self, config: SessionConfig) -> Self {
         self.config = config;

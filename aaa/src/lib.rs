@@ -11,8 +11,10 @@
 //! - Sessions live in a [`SessionStore`]: the in-memory [`MemoryStore`] by default.
 //! - [`blocking`] has the same API for programs without an async runtime.
 //!
-//! Features: `local` (default) — local accounts in an argon2id account file ([`local`],
-//! [`AaaBuilder::local`]).
+//! Features: `local` (default) — local accounts in an argon2id account file (`aaa::local`,
+//! `AaaBuilder::local`); `radius` — RADIUS servers, primary first, hardened against
+//! BlastRADIUS (`aaa::radius`, `AaaBuilder::radius`); `redis` — sessions in Redis or Redis Cluster, shared by processes and
+//! hosts (`aaa::store_redis`, `AaaBuilder::redis`); `redis-tls` — `rediss://`.
 //!
 //! ```
 //! use std::net::{IpAddr, Ipv4Addr};
@@ -78,3 +80,11 @@ pub use aaa_core as core;
 /// Local accounts (feature `local`, on by default): see [`aaa_local`].
 #[cfg(feature = "local")]
 pub use aaa_local as local;
+
+/// RADIUS authentication (feature `radius`): see [`aaa_radius`].
+#[cfg(feature = "radius")]
+pub use aaa_radius as radius;
+
+/// The Redis / Redis Cluster session store (feature `redis`): see [`aaa_store_redis`].
+#[cfg(feature = "redis")]
+pub use aaa_store_redis as store_redis;

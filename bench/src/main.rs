@@ -5,6 +5,8 @@
 
 mod local;
 mod memory;
+mod radius;
+mod redis;
 mod report;
 mod storm;
 
@@ -47,6 +49,10 @@ fn main() {
     rows.extend(rt.block_on(local::rows()));
     eprintln!("bench: validation during a login storm…");
     rows.extend(rt.block_on(storm::rows()));
+    eprintln!("bench: Redis store…");
+    rows.extend(rt.block_on(redis::rows(quick)));
+    eprintln!("bench: RADIUS against FreeRADIUS…");
+    rows.extend(rt.block_on(radius::rows(quick)));
 
     print_table(&rows);
     write_json(&rows, &out);

@@ -30,7 +30,11 @@ pub(crate) async fn rows() -> Vec<Row> {
     let storm: Vec<_> = (0..100)
         .map(|i| {
             let aaa = aaa.clone();
-            let pw = if i % 2 == 0 { "storm-password-1" } else { "wrong-password" };
+            let pw = if i % 2 == 0 {
+                "storm-password-1"
+            } else {
+                "wrong-password"
+            };
             tokio::spawn(async move { aaa.authenticate_user("admin", pw, FROM).await })
         })
         .collect();
@@ -40,7 +44,10 @@ pub(crate) async fn rows() -> Vec<Row> {
     let mut lat = Vec::new();
     while !storm.iter().all(tokio::task::JoinHandle::is_finished) {
         let t = Instant::now();
-        let u = aaa.validate_session(cookie.expose()).await.expect("validate");
+        let u = aaa
+            .validate_session(cookie.expose())
+            .await
+            .expect("validate");
         lat.push(t.elapsed());
         assert!(u.is_some());
         tokio::time::sleep(Duration::from_micros(200)).await;

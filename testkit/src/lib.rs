@@ -14,4 +14,6 @@ pub mod conformance;
 #[doc(hidden)]
 pub use aaa_core as __aaa_core;
 pub mod observe;
+pub mod radius;
+pub mod redis;
 pub mod stores;

@@ -40,6 +40,11 @@ const TEST_PACKAGES: &[Package] = &[
         binaries: &["freeradius"],
         why: "testkit starts its own FreeRADIUS servers",
     },
+    Package {
+        name: "openssl",
+        binaries: &["openssl"],
+        why: "the rediss:// test makes its own certificate authority",
+    },
 ];
 
 /// What `cargo xtask bench` needs on top: the reference tools the rows compare against.

@@ -1,0 +1,374 @@
+//! The stored form of a session record: compact, versioned, big-endian.
+//!
+//! Version 1, in order:
+//!
+//! | offset | size | field |
+//! |---:|---:|---|
+//! | 0 | 1 | version = 1 |
+//! | 1 | 8 | last activity, ms since the epoch (a touch rewrites these 8 bytes in place) |
+//! | 9 | 8 | session id |
+//! | 17 | 8 | start, ms since the epoch |
+//! | 25 | 8 | idle timeout in ms (0: none) |
+//! | 33 | 8 | absolute deadline, ms since the epoch (0: none) |
+//! | 41 | 1 | flags: bit 0 = read/write |
+//! | 42 | 1 | address family: 4 or 6 |
+//! | 43 | 4 or 16 | the address |
+//! | … | 1 + n | mechanism name (length, UTF-8) |
+//! | … | 1 + n | username (length, UTF-8) |
+//!
+//! The key (`SHA-256(cookie)`) is not in the value: it is the Redis key's suffix.
+//! Decoding is strict — any other version, a short or long value, a bad family or non-UTF-8
+//! text is [`RedisStoreError::Corrupt`], never a panic. The Lua scripts read the same offsets.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use aaa_core::{CookieHash, Mechanism, SessionId, SessionRecord, from_unix_ms, unix_ms};
+
+use crate::error::{CorruptReason, RedisStoreError};
+
+/// The encoding version this build writes and reads.
+pub(crate) const VERSION: u8 = 1;
+/// The fixed part: version, five u64, flags, family.
+const FIXED: usize = 1 + 8 * 5 + 1 + 1;
+const FLAG_READ_WRITE: u8 = 1;
+
+fn ms_of(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Encodes `record` (its key excepted).
+pub(crate) fn encode(record: &SessionRecord) -> Result<Vec<u8>, RedisStoreError> {
+    let mech = record.mechanism.as_str().as_bytes();
+    let user = record.username.as_bytes();
+    let mech_len = u8::try_from(mech.len()).map_err(|_| RedisStoreError::FieldTooLong {
+        field: "mechanism name",
+        len: mech.len(),
+    })?;
+    let user_len = u8::try_from(user.len()).map_err(|_| RedisStoreError::FieldTooLong {
+        field: "username",
+        len: user.len(),
+    })?;
+    let mut v = Vec::with_capacity(FIXED + 16 + 2 + mech.len() + user.len());
+    v.push(VERSION);
+    v.extend_from_slice(&unix_ms(record.last_activity).to_be_bytes());
+    v.extend_from_slice(&record.id.as_u64().to_be_bytes());
+    v.extend_from_slice(&unix_ms(record.start).to_be_bytes());
+    // 0 means "none", so a timeout or deadline that rounds to 0 ms is kept as 1 ms.
+    let idle = record.idle_timeout.map_or(0, |d| ms_of(d).max(1));
+    v.extend_from_slice(&idle.to_be_bytes());
+    let abs = record.absolute_deadline.map_or(0, |t| unix_ms(t).max(1));
+    v.extend_from_slice(&abs.to_be_bytes());
+    v.push(if record.read_write {
+        FLAG_READ_WRITE
+    } else {
+        0
+    });
+    match record.src_addr {
+        IpAddr::V4(a) => {
+            v.push(4);
+            v.extend_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            v.push(6);
+            v.extend_from_slice(&a.octets());
+        }
+    }
+    v.push(mech_len);
+    v.extend_from_slice(mech);
+    v.push(user_len);
+    v.extend_from_slice(user);
+    Ok(v)
+}
+
+/// A cursor over a value being decoded; every read checks the length.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RedisStoreError> {
+        if self.rest.len() < n {
+            return Err(RedisStoreError::corrupt(CorruptReason::Truncated));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], RedisStoreError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+    fn u8(&mut self) -> Result<u8, RedisStoreError> {
+        let [b] = self.array::<1>()?;
+        Ok(b)
+    }
+    fn u64(&mut self) -> Result<u64, RedisStoreError> {
+        Ok(u64::from_be_bytes(self.array::<8>()?))
+    }
+    fn text(&mut self, bad: CorruptReason) -> Result<&'a str, RedisStoreError> {
+        let len = usize::from(self.u8()?);
+        std::str::from_utf8(self.take(len)?).map_err(|_| RedisStoreError::corrupt(bad))
+    }
+}
+
+/// Decodes the value stored under `key`.
+pub(crate) fn decode(key: CookieHash, value: &[u8]) -> Result<SessionRecord, RedisStoreError> {
+    let mut r = Reader { rest: value };
+    let Ok(version) = r.u8() else {
+        return Err(RedisStoreError::corrupt(CorruptReason::Empty));
+    };
+    if version != VERSION {
+        return Err(RedisStoreError::corrupt(CorruptReason::UnknownVersion(
+            version,
+        )));
+    }
+    let last = r.u64()?;
+    let id = r.u64()?;
+    let start = r.u64()?;
+    let idle = r.u64()?;
+    let abs = r.u64()?;
+    let flags = r.u8()?;
+    let src_addr = match r.u8()? {
+        4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>()?)),
+        6 => IpAddr::V6(Ipv6Addr::from(r.array::<16>()?)),
+        other => {
+            return Err(RedisStoreError::corrupt(CorruptReason::AddressFamily(
+                other,
+            )));
+        }
+    };
+    let mechanism = Mechanism::from_name(r.text(CorruptReason::MechanismUtf8)?);
+    let username = r.text(CorruptReason::UsernameUtf8)?.to_owned();
+    if !r.rest.is_empty() {
+        return Err(RedisStoreError::corrupt(CorruptReason::TrailingBytes));
+    }
+    Ok(SessionRecord {
+        key,
+        id: SessionId::from_u64(id),
+        username,
+        read_write: flags & FLAG_READ_WRITE != 0,
+        mechanism,
+        src_addr,
+        start: from_unix_ms(start),
+        last_activity: from_unix_ms(last),
+        idle_timeout: (idle != 0).then(|| Duration::from_millis(idle)),
+        absolute_deadline: (abs != 0).then(|| from_unix_ms(abs)),
+    })
+}
+
+/// A 32-byte key read back from an index (the deadline index or the id index).
+pub(crate) fn key_of(member: &[u8]) -> Result<CookieHash, RedisStoreError> {
+    <[u8; 32]>::try_from(member)
+        .map(CookieHash::from_bytes)
+        .map_err(|_| RedisStoreError::corrupt(CorruptReason::KeyLength(member.len())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aaa_core::StoreErrorKind;
+    use proptest::prelude::*;
+    use std::borrow::Cow;
+
+    fn record() -> SessionRecord {
+        SessionRecord {
+            key: CookieHash::from_bytes([7; 32]),
+            id: SessionId::from_u64(0x3fa9_c2d1),
+            username: "admin".into(),
+            read_write: true,
+            mechanism: Mechanism::Local,
+            src_addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            start: from_unix_ms(1_700_000_000_000),
+            last_activity: from_unix_ms(1_700_000_005_000),
+            idle_timeout: Some(Duration::from_secs(1200)),
+            absolute_deadline: Some(from_unix_ms(1_700_028_800_000)),
+        }
+    }
+
+    fn reason(v: &[u8]) -> CorruptReason {
+        match decode(CookieHash::from_bytes([7; 32]), v) {
+            Err(RedisStoreError::Corrupt { reason }) => reason,
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let mut r = record();
+        let v = encode(&r).unwrap();
+        assert_eq!(v.len(), FIXED + 4 + 1 + 5 + 1 + 5);
+        assert_eq!(v[0], VERSION);
+        assert_eq!(decode(r.key, &v).unwrap(), r);
+
+        r.src_addr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+        r.mechanism = Mechanism::Custom(Cow::Borrowed("tacacs+"));
+        r.username = "José-ü".into();
+        r.read_write = false;
+        r.idle_timeout = None;
+        r.absolute_deadline = None;
+        let v = encode(&r).unwrap();
+        assert_eq!(decode(r.key, &v).unwrap(), r);
+
+        r.mechanism = Mechanism::Radius;
+        r.username = String::new();
+        let v = encode(&r).unwrap();
+        assert_eq!(decode(r.key, &v).unwrap(), r);
+    }
+
+    #[test]
+    fn last_activity_sits_at_offset_one() {
+        let r = record();
+        let mut v = encode(&r).unwrap();
+        v[1..9].copy_from_slice(&1_700_000_009_000u64.to_be_bytes());
+        let back = decode(r.key, &v).unwrap();
+        assert_eq!(back.last_activity, from_unix_ms(1_700_000_009_000));
+        assert_eq!(back.id, r.id);
+    }
+
+    #[test]
+    fn zero_ms_timeouts_stay_some() {
+        let mut r = record();
+        r.idle_timeout = Some(Duration::from_micros(300));
+        r.absolute_deadline = Some(from_unix_ms(0));
+        let back = decode(r.key, &encode(&r).unwrap()).unwrap();
+        assert_eq!(back.idle_timeout, Some(Duration::from_millis(1)));
+        assert_eq!(back.absolute_deadline, Some(from_unix_ms(1)));
+    }
+
+    #[test]
+    fn too_long_fields_are_refused() {
+        let mut r = record();
+        r.username = "x".repeat(256);
+        assert!(matches!(
+            encode(&r),
+            Err(RedisStoreError::FieldTooLong {
+                field: "username",
+                len: 256
+            })
+        ));
+        let mut r = record();
+        r.mechanism = Mechanism::Custom(Cow::Owned("m".repeat(300)));
+        assert!(matches!(
+            encode(&r),
+            Err(RedisStoreError::FieldTooLong {
+                field: "mechanism name",
+                ..
+            })
+        ));
+        r.username = "x".repeat(255);
+        r.mechanism = Mechanism::Local;
+        assert_eq!(decode(r.key, &encode(&r).unwrap()).unwrap(), r);
+    }
+
+    #[test]
+    fn every_corrupt_form_is_refused() {
+        let good = encode(&record()).unwrap();
+        assert_eq!(reason(&[]), CorruptReason::Empty);
+        for version in [0u8, 2, 0x7f, 0xff] {
+            let mut v = good.clone();
+            v[0] = version;
+            assert_eq!(reason(&v), CorruptReason::UnknownVersion(version));
+        }
+        // Every truncation.
+        for len in 1..good.len() {
+            assert_eq!(reason(&good[..len]), CorruptReason::Truncated, "len {len}");
+        }
+        // Trailing bytes.
+        let mut v = good.clone();
+        v.push(0);
+        assert_eq!(reason(&v), CorruptReason::TrailingBytes);
+        // Address families.
+        for fam in [0u8, 5, 41, 0xff] {
+            let mut v = good.clone();
+            v[42] = fam;
+            assert_eq!(reason(&v), CorruptReason::AddressFamily(fam));
+        }
+        // A v6 family byte on a v4 body reads past the end.
+        let mut v = good.clone();
+        v[42] = 6;
+        assert_eq!(reason(&v), CorruptReason::Truncated);
+        // Bad UTF-8 in the mechanism ("local" at 48..53) and the username ("admin" at 54..59).
+        let mut v = good.clone();
+        v[48] = 0xff;
+        assert_eq!(reason(&v), CorruptReason::MechanismUtf8);
+        let mut v = good.clone();
+        v[55] = 0xc3;
+        assert_eq!(reason(&v), CorruptReason::UsernameUtf8);
+        // A length byte pointing past the end.
+        let mut v = good.clone();
+        v[53] = 200;
+        assert_eq!(reason(&v), CorruptReason::Truncated);
+        // Plain garbage.
+        assert_eq!(reason(b"garbage"), CorruptReason::UnknownVersion(b'g'));
+        assert_eq!(reason(&[1]), CorruptReason::Truncated);
+    }
+
+    #[test]
+    fn corrupt_is_the_corrupt_kind() {
+        let e = decode(CookieHash::from_bytes([0; 32]), b"\x02").unwrap_err();
+        assert_eq!(e.kind(), StoreErrorKind::Corrupt);
+        assert_eq!(
+            e.to_string(),
+            "corrupt session value in Redis: unknown encoding version 2"
+        );
+    }
+
+    #[test]
+    fn keys_must_be_32_bytes() {
+        assert_eq!(key_of(&[1; 32]).unwrap(), CookieHash::from_bytes([1; 32]));
+        for n in [0, 31, 33, 64] {
+            assert!(matches!(
+                key_of(&vec![0; n]),
+                Err(RedisStoreError::Corrupt {
+                    reason: CorruptReason::KeyLength(m)
+                }) if m == n
+            ));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(v in proptest::collection::vec(any::<u8>(), 0..120)) {
+            let _ = decode(CookieHash::from_bytes([0; 32]), &v);
+        }
+
+        #[test]
+        fn mutations_of_a_good_value_never_panic(i in 0usize..59, b in any::<u8>()) {
+            let mut v = encode(&record()).unwrap();
+            if let Some(slot) = v.get_mut(i) {
+                *slot = b;
+            }
+            let _ = decode(CookieHash::from_bytes([0; 32]), &v);
+        }
+
+        #[test]
+        fn any_record_round_trips(
+            last in 0u64..(1 << 52), id in any::<u64>(), start in 0u64..(1 << 52),
+            idle in proptest::option::of(1u64..(1 << 40)), abs in proptest::option::of(1u64..(1 << 52)),
+            rw in any::<bool>(), v6 in any::<bool>(), octets in proptest::array::uniform16(any::<u8>()),
+            user in "\\PC{0,20}", mech in "[a-z+]{1,10}",
+        ) {
+            let src_addr = if v6 {
+                IpAddr::V6(Ipv6Addr::from(octets))
+            } else {
+                IpAddr::V4(Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3]))
+            };
+            let r = SessionRecord {
+                key: CookieHash::from_bytes([3; 32]),
+                id: SessionId::from_u64(id),
+                username: user,
+                read_write: rw,
+                mechanism: Mechanism::from_name(&mech),
+                src_addr,
+                start: from_unix_ms(start),
+                last_activity: from_unix_ms(last),
+                idle_timeout: idle.map(Duration::from_millis),
+                absolute_deadline: abs.map(from_unix_ms),
+            };
+            let v = encode(&r).unwrap();
+            prop_assert_eq!(decode(r.key, &v).unwrap(), r);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! A [`SessionStore`](aaa_core::SessionStore) on **Redis** or **Redis Cluster**: one session
+//! table shared by many processes and hosts. A session started in one process is valid in all;
+//! `clear session` in one ends it everywhere; each expired session is claimed by exactly one
+//! reaper.
+//!
+//! ```
+//! use std::time::Duration;
+//! use aaa_store_redis::{RedisConfig, RedisStoreError};
+//!
+//! let config = RedisConfig::from_url("redis://aaa:s3cret@10.0.0.5:6379/2")?
+//!     .with_prefix("chassis-1")?
+//!     .with_response_timeout(Duration::from_millis(250));
+//! assert_eq!(config.url().db(), 2);
+//! assert_eq!(config.prefix(), "chassis-1");
+//! // A store call never takes longer than this (a reconnection plus an answer).
+//! assert_eq!(config.operation_timeout(), Duration::from_millis(1250));
+//! // The password never shows.
+//! assert_eq!(config.url().to_string(), "redis://aaa:***@10.0.0.5:6379/2");
+//! assert!(!format!("{config:?}").contains("s3cret"));
+//!
+//! let cluster = RedisConfig::from_url("redis+cluster://10.0.0.1:7000,10.0.0.2:7000")?;
+//! assert!(cluster.url().is_cluster());
+//!
+//! // Malformed URLs are typed errors that name what is wrong, and never echo a password.
+//! let err = RedisConfig::from_url("redis://admin:s3cret").unwrap_err();
+//! assert!(matches!(err, RedisStoreError::UrlPort { index: 1 }));
+//! assert!(!err.to_string().contains("s3cret"));
+//! # Ok::<(), RedisStoreError>(())
+//! ```
+//!
+//! Then `RedisStore::connect(config).await?` gives a store to hand to the session manager
+//! (`aaa_session::SessionManager::builder(Arc::new(store))`).
+//!
+//! # Keys: one hash tag per prefix
+//!
+//! Every key of a prefix `P` (default `aaa`) starts with the hash tag `{P}`, so a whole session
+//! table lives in one cluster slot and **every operation is one Lua script**, atomic on Redis and
+//! on Redis Cluster alike. Insert-if-absent on both key and id, the per-user and total limits,
+//! and exactly-once claims of expired sessions must each be one atomic step, and Redis Cluster
+//! has no transaction across slots. One device group's management sessions (even 100,000 of
+//! them) fit one master easily; a cluster spreads device groups (prefixes) over its masters and
+//! gives failover. Listing a table therefore covers every master that holds it: the one.
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `{P}s:` + 32 bytes of `SHA-256(cookie)` | string | the record, encoded (below) |
+//! | `{P}ids` | hash | 8-byte big-endian session id → 32-byte key |
+//! | `{P}dl` | sorted set | 32-byte key, scored by its deadline (ms since the epoch) |
+//! | `{P}u:` + username | hash | that user's 32-byte keys, with empty values (for the per-user limit) |
+//!
+//! Only the hash of a cookie is stored, never the cookie. The raw 32 bytes (not hex) keep the
+//! memory per session low.
+//!
+//! **Every key has a TTL.** A session's value expires `grace` (default 60 s) after its deadline,
+//! so Redis drops it even when no reaper runs; the index keys expire `grace` after the latest
+//! deadline they hold, extended (never shortened) by each create and touch. TTLs are set
+//! relative to the caller's `now`, so they are right even when the host's clock and the
+//! server's differ; `grace` must cover the clock differences between the hosts sharing a table.
+//! A session with neither an idle nor an absolute timeout gets a backstop deadline of
+//! `max_idle_backstop` (default 7 days) after its start or its last touch, refreshed by its
+//! validations once less than half of it is left: unused for that long, it expires and is
+//! reaped like any other.
+//!
+//! # Operations
+//!
+//! - `create`: one script checks that neither the key nor the id exists, counts the user's live
+//!   sessions and the live sessions in total (a session past its deadline does not count, even
+//!   before it is claimed), then writes the value with its TTL and all index entries.
+//! - `validate`: one script reads the value and decides from its deadlines (for a session
+//!   without timeouts, from the deadline index, which holds its backstop); absent or past its
+//!   deadline is "no session" (an expired session stays for the reaper, a removed one is never
+//!   recreated). A touch rewrites the last-activity field in place (`SETRANGE`), moves the
+//!   deadline in the index and the TTLs. `validate_id` answers the 8-byte id only. Concurrent
+//!   validations are sent together: up to 64 in one script call, up to 4 calls in flight, so
+//!   a busy process pays one round trip and one script call for many validations (each still
+//!   atomic, each still bounded by the operation timeout).
+//! - `remove`, `remove_by_id`: one script deletes the value and every index entry and returns
+//!   the record, live or expired.
+//! - `claim_expired`: one script takes up to `max` sessions whose deadline has passed off the
+//!   deadline index and deletes them, so each is returned to exactly one caller across all
+//!   processes.
+//! - `list`: pages of 1,000 through the deadline index (`ZSCAN`, which returns every member
+//!   present during the whole scan), each page one script returning the live members' values;
+//!   100,000 sessions take about 100 round trips. Values that cannot be decoded are skipped
+//!   (and logged) rather than hiding every other session from the operator.
+//! - `contains`: `ZMSCORE` on the deadline index, 1,000 keys at a time.
+//!
+//! # Values
+//!
+//! A compact, versioned, big-endian encoding (version 1): version byte; last activity (at byte
+//! 1, so a touch rewrites 8 bytes in place); id; start; idle timeout (0: none); absolute
+//! deadline (0: none); flags (bit 0: read/write); address family (4 or 6) and address;
+//! mechanism name and username, each with a length byte. Decoding is strict: another version,
+//! a short or long value, a bad family or text that is not UTF-8 is
+//! [`RedisStoreError::Corrupt`], which reaches the session manager as
+//! [`StoreErrorKind::Corrupt`](aaa_core::StoreErrorKind::Corrupt): the session is refused
+//! (fail closed), nothing panics.
+//!
+//! # Connections and failures
+//!
+//! A standalone server is reached through the `redis` crate's `ConnectionManager` (one
+//! multiplexed connection, reconnecting), a cluster through its async cluster connection; both
+//! speak RESP3, so a connection the server closes (idle `timeout`, restart) is replaced at once.
+//! Every call is bounded by `connect_timeout + response_timeout` (defaults 1 s + 500 ms, well
+//! inside a login's budget) and is sent once more if the connection was lost under it. Redis
+//! down means an error — [`StoreErrorKind::Unreachable`](aaa_core::StoreErrorKind::Unreachable)
+//! or [`Timeout`](aaa_core::StoreErrorKind::Timeout) — from every call, never a session and
+//! never a hang; Redis back means the next calls succeed, without restarting the process.
+//!
+//! URLs: `redis://[user:password@]host[:port][/db]`; `rediss://…` over TLS (cargo feature
+//! `tls`: rustls, trusting the system's root certificates or the CAs given to
+//! `RedisConfig::with_tls_root_ca`); `redis+cluster://host:port,host:port` (and
+//! `rediss+cluster://`). Needs Redis 7.0 or later (`ZMSCORE`, RESP3, `struct` in Lua).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod codec;
+mod config;
+mod error;
+mod scripts;
+mod store;
+
+pub use config::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRACE, DEFAULT_MAX_IDLE_BACKSTOP, DEFAULT_PREFIX,
+    DEFAULT_RESPONSE_TIMEOUT, MAX_PREFIX_LEN, RedisConfig, RedisUrl,
+};
+pub use error::{CorruptReason, RedisStoreError};
+pub use store::RedisStore;

@@ -1,0 +1,886 @@
+//! `RedisStore`: the connection, the keys, and the `SessionStore` operations.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use aaa_core::{
+    CookieHash, CreateOutcome, SessionId, SessionLimits, SessionRecord, SessionStore, StoreError,
+    async_trait, unix_ms,
+};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::{TcpSettings, socket2};
+use redis::{
+    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, ProtocolVersion,
+    RedisConnectionInfo, RedisFuture, ScriptInvocation, Value,
+};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::codec::{decode, encode, key_of};
+use crate::config::RedisConfig;
+use crate::error::RedisStoreError;
+use crate::scripts::{
+    CLAIM_SCRIPT, CREATE_SCRIPT, LIST_PAGE_SCRIPT, REMOVE_BY_ID_SCRIPT, REMOVE_SCRIPT,
+    VALIDATE_SCRIPT,
+};
+
+/// Deadlines are capped at 2^52 ms (year ~144,000): exact in Lua's doubles.
+const MAX_MS: u64 = 1 << 52;
+/// Members per `ZSCAN` page of `list`, and per `ZMSCORE` of `contains`.
+const PAGE: usize = 1000;
+/// How many times the connection manager retries a lost connection before failing the
+/// commands that wait for it (the next command starts a new attempt).
+const RECONNECT_RETRIES: usize = 2;
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(200);
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The key names of one prefix. Every key starts with the hash tag `{prefix}`, so all of a
+/// session table lives in one cluster slot and each operation is one script.
+#[derive(Debug, Clone)]
+struct Keys {
+    /// `{P}s:` — followed by the 32 bytes of a cookie hash: the session's value.
+    s: Vec<u8>,
+    /// `{P}ids` — hash: 8-byte big-endian id → 32-byte key.
+    ids: Vec<u8>,
+    /// `{P}dl` — sorted set: 32-byte key, scored by its deadline in ms.
+    dl: Vec<u8>,
+    /// `{P}u:` — followed by a username: hash of that user's 32-byte keys (empty values: a
+    /// small hash is stored compactly, where a set of strings is not before Redis 7.2).
+    u: Vec<u8>,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        let tag = format!("{{{prefix}}}");
+        Self {
+            s: format!("{tag}s:").into_bytes(),
+            ids: format!("{tag}ids").into_bytes(),
+            dl: format!("{tag}dl").into_bytes(),
+            u: format!("{tag}u:").into_bytes(),
+        }
+    }
+    fn session(&self, key: &CookieHash) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.s.len() + 32);
+        k.extend_from_slice(&self.s);
+        k.extend_from_slice(key.as_bytes());
+        k
+    }
+    fn user(&self, name: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.u.len() + name.len());
+        k.extend_from_slice(&self.u);
+        k.extend_from_slice(name.as_bytes());
+        k
+    }
+}
+
+/// A standalone connection (reconnecting, multiplexed) or a cluster connection.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// What a standalone store needs to replace a connection manager that gave up.
+struct Rebuild {
+    client: redis::Client,
+    manager: ConnectionManagerConfig,
+    last: Mutex<Option<Instant>>,
+}
+
+/// A [`SessionStore`] on Redis or Redis Cluster, shared by every process that connects with
+/// the same prefix. See the [crate documentation](crate) for the key layout, the encoding and
+/// the failure behaviour.
+pub struct RedisStore {
+    shared: Arc<Shared>,
+    /// Where validations queue to be sent together; `None` if the batching task could not be
+    /// started.
+    batcher: Option<mpsc::UnboundedSender<Job>>,
+}
+
+/// What the store and its batching task share.
+struct Shared {
+    config: RedisConfig,
+    keys: Keys,
+    conn: RwLock<Conn>,
+    rebuild: Option<Rebuild>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.shared.config;
+        f.debug_struct("RedisStore")
+            .field("url", c.url())
+            .field("prefix", &c.prefix())
+            .field("connect_timeout", &c.connect_timeout())
+            .field("response_timeout", &c.response_timeout())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One validation waiting to be sent: its 49-byte item of the validate script, and where its
+/// answer goes.
+struct Job {
+    item: [u8; ITEM],
+    reply: oneshot::Sender<Result<Value, RedisStoreError>>,
+}
+
+/// Bytes per validation item: member 32, now 8, granularity 8, flags 1.
+const ITEM: usize = 49;
+/// Validations per script call, at most.
+const MAX_BATCH: usize = 64;
+/// Script calls of validations in flight at once; while they are, new validations queue and
+/// go out together in the next call.
+const MAX_IN_FLIGHT: usize = 4;
+
+fn tcp_settings() -> TcpSettings {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10));
+    TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive)
+}
+
+fn connection_info(
+    config: &RedisConfig,
+    host: &str,
+    port: u16,
+) -> Result<ConnectionInfo, RedisStoreError> {
+    let url = config.url();
+    let addr = if url.is_tls() {
+        ConnectionAddr::TcpTls {
+            host: host.to_owned(),
+            port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(host.to_owned(), port)
+    };
+    let mut redis = RedisConnectionInfo::default()
+        .set_protocol(ProtocolVersion::RESP3)
+        .set_db(i64::from(url.db()));
+    if let Some(user) = url.username() {
+        redis = redis.set_username(user);
+    }
+    if let Some(password) = url.password() {
+        redis = redis.set_password(password);
+    }
+    let info = addr
+        .into_connection_info()
+        .map_err(|source| RedisStoreError::Connect {
+            target: url.to_string(),
+            source,
+        })?;
+    Ok(info
+        .set_tcp_settings(tcp_settings())
+        .set_redis_settings(redis))
+}
+
+#[cfg(feature = "tls")]
+fn tls_certificates(root_ca_pem: &[u8]) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_ca_pem.to_vec()),
+    }
+}
+
+#[cfg(feature = "tls")]
+fn install_crypto_provider() {
+    // Fails only when a provider is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl RedisStore {
+    /// Connects to the Redis server or cluster of `config`.
+    ///
+    /// Fails within `connect_timeout` if no connection can be made: `RedisStoreError::Connect`
+    /// (refused, authentication failed, …) or `RedisStoreError::Timeout`; either way
+    /// [`kind`](RedisStoreError::kind) tells whether the server was unreachable. After this
+    /// returns, the store reconnects by itself whenever the connection is lost. Must be called
+    /// within a tokio runtime, which then carries the store's connection.
+    pub async fn connect(config: RedisConfig) -> Result<Self, RedisStoreError> {
+        config.check()?;
+        #[cfg(feature = "tls")]
+        install_crypto_provider();
+        let budget = config.connect_timeout();
+        let (conn, rebuild) = match tokio::time::timeout(budget, open(&config)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(RedisStoreError::Timeout {
+                    operation: "connect",
+                    timeout: budget,
+                });
+            }
+        };
+        tracing::debug!(target: "aaa::store::redis", url = %config.url(), prefix = config.prefix(), "connected");
+        let shared = Arc::new(Shared {
+            keys: Keys::new(config.prefix()),
+            config,
+            conn: RwLock::new(conn),
+            rebuild,
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let batcher = match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(batch_validations(shared.clone(), rx));
+                Some(tx)
+            }
+            Err(_) => None,
+        };
+        Ok(Self { shared, batcher })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RedisConfig {
+        &self.shared.config
+    }
+
+    /// Checks that Redis answers (on the node that serves this prefix, for a cluster).
+    pub async fn ping(&self) -> Result<(), RedisStoreError> {
+        let shared = &self.shared;
+        shared
+            .run("ping", |mut conn| async move {
+                // A keyed command, so that on a cluster it reaches the node of this prefix.
+                let _: i64 = redis::cmd("EXISTS")
+                    .arg(&shared.keys.dl)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|source| RedisStoreError::Redis {
+                        operation: "ping",
+                        source,
+                    })?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn validate_inner(
+        &self,
+        key: &CookieHash,
+        now: SystemTime,
+        touch: bool,
+        granularity: Duration,
+        id_only: bool,
+    ) -> Result<Option<Validated>, RedisStoreError> {
+        const OP: &str = "validate";
+        let mut item = [0u8; ITEM];
+        let (member, rest) = item.split_at_mut(32);
+        member.copy_from_slice(key.as_bytes());
+        let (now_bytes, rest) = rest.split_at_mut(8);
+        now_bytes.copy_from_slice(&unix_ms(now).min(MAX_MS).to_be_bytes());
+        let (gran_bytes, flags) = rest.split_at_mut(8);
+        gran_bytes.copy_from_slice(&ms(granularity).to_be_bytes());
+        if let Some(f) = flags.first_mut() {
+            *f = u8::from(touch) | (u8::from(id_only) << 1);
+        }
+        let reply = self.validation(item).await?;
+        match reply {
+            Value::Nil => Ok(None),
+            Value::BulkString(id) if id_only => {
+                let id = <[u8; 8]>::try_from(id.as_slice())
+                    .map_err(|_| RedisStoreError::UnexpectedReply { operation: OP })?;
+                Ok(Some(Validated::Id(SessionId::from_u64(
+                    u64::from_be_bytes(id),
+                ))))
+            }
+            Value::BulkString(v) => {
+                let record = decode(*key, &v)?;
+                // The script said live; the decoded record must agree.
+                Ok(record.is_live(now).then_some(Validated::Record(record)))
+            }
+            // A value the script found malformed: decoding says how.
+            Value::Array(items) => match items.as_slice() {
+                [Value::BulkString(v)] => {
+                    decode(*key, v)?;
+                    Err(RedisStoreError::UnexpectedReply { operation: OP })
+                }
+                _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
+            },
+            _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
+        }
+    }
+
+    /// One validation, sent with whichever others are waiting; its entry of the script's reply.
+    async fn validation(&self, item: [u8; ITEM]) -> Result<Value, RedisStoreError> {
+        const OP: &str = "validate";
+        let budget = self.shared.config.operation_timeout();
+        if let Some(tx) = &self.batcher {
+            let (reply, answer) = oneshot::channel();
+            if tx.send(Job { item, reply }).is_ok() {
+                return match tokio::time::timeout(budget, answer).await {
+                    Ok(Ok(r)) => r,
+                    // The batching task is gone (its runtime shut down): no answer will come.
+                    Ok(Err(_)) => Err(RedisStoreError::UnexpectedReply { operation: OP }),
+                    Err(_) => Err(RedisStoreError::Timeout {
+                        operation: OP,
+                        timeout: budget,
+                    }),
+                };
+            }
+        }
+        let mut replies = self.shared.validate_batch(&item).await?.into_iter();
+        match (replies.next(), replies.next()) {
+            (Some(v), None) => Ok(v),
+            _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
+        }
+    }
+
+    async fn create_inner(
+        &self,
+        record: &SessionRecord,
+        limits: &SessionLimits,
+    ) -> Result<CreateOutcome, RedisStoreError> {
+        const OP: &str = "create";
+        let (keys, grace) = (&self.shared.keys, self.shared.grace_ms());
+        let value = encode(record)?;
+        let now = unix_ms(record.start).min(MAX_MS);
+        let score = match record.deadline() {
+            Some(d) => unix_ms(d).min(MAX_MS),
+            None => now.saturating_add(self.shared.backstop_ms()).min(MAX_MS),
+        };
+        let ttl = score.saturating_sub(now).saturating_add(grace).max(1);
+        let mut inv = CREATE_SCRIPT.prepare_invoke();
+        inv.key(keys.session(&record.key))
+            .key(&keys.ids)
+            .key(&keys.dl)
+            .key(keys.user(&record.username))
+            .arg(value)
+            .arg(record.id.as_u64().to_be_bytes().as_slice())
+            .arg(record.key.as_bytes().as_slice())
+            .arg(now)
+            .arg(score)
+            .arg(ttl)
+            .arg(limits.per_user.unwrap_or(0))
+            .arg(limits.total.unwrap_or(0))
+            .arg(&keys.s);
+        let Value::BulkString(answer) = self.shared.invoke(OP, &inv).await? else {
+            return Err(RedisStoreError::UnexpectedReply { operation: OP });
+        };
+        match answer.as_slice() {
+            b"ok" => Ok(CreateOutcome::Created),
+            b"key" => Ok(CreateOutcome::KeyTaken),
+            b"id" => Ok(CreateOutcome::IdTaken),
+            b"user" => Ok(CreateOutcome::UserLimit),
+            b"total" => Ok(CreateOutcome::TotalLimit),
+            _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
+        }
+    }
+
+    async fn remove_inner(
+        &self,
+        key: &CookieHash,
+    ) -> Result<Option<SessionRecord>, RedisStoreError> {
+        const OP: &str = "remove";
+        let keys = &self.shared.keys;
+        let mut inv = REMOVE_SCRIPT.prepare_invoke();
+        inv.key(keys.session(key))
+            .key(&keys.dl)
+            .key(&keys.ids)
+            .arg(key.as_bytes().as_slice())
+            .arg(&keys.u);
+        match self.shared.invoke(OP, &inv).await? {
+            Value::Nil => Ok(None),
+            Value::BulkString(v) => decode(*key, &v).map(Some),
+            _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
+        }
+    }
+
+    async fn remove_by_id_inner(
+        &self,
+        id: SessionId,
+    ) -> Result<Option<SessionRecord>, RedisStoreError> {
+        const OP: &str = "remove_by_id";
+        let keys = &self.shared.keys;
+        let mut inv = REMOVE_BY_ID_SCRIPT.prepare_invoke();
+        inv.key(&keys.ids)
+            .key(&keys.dl)
+            .arg(id.as_u64().to_be_bytes().as_slice())
+            .arg(&keys.s)
+            .arg(&keys.u);
+        match self.shared.invoke(OP, &inv).await? {
+            Value::Nil => Ok(None),
+            Value::Array(items) => match items.as_slice() {
+                [Value::BulkString(m), Value::BulkString(v)] => decode(key_of(m)?, v).map(Some),
+                _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
+            },
+            _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
+        }
+    }
+
+    async fn list_inner(&self, now: SystemTime) -> Result<Vec<SessionRecord>, RedisStoreError> {
+        const OP: &str = "list";
+        let keys = &self.shared.keys;
+        let now_ms = unix_ms(now).min(MAX_MS);
+        let mut cursor: Vec<u8> = b"0".to_vec();
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let mut corrupt = 0usize;
+        loop {
+            let mut inv = LIST_PAGE_SCRIPT.prepare_invoke();
+            inv.key(&keys.dl)
+                .arg(cursor.as_slice())
+                .arg(now_ms)
+                .arg(PAGE)
+                .arg(&keys.s);
+            let Value::Array(items) = self.shared.invoke(OP, &inv).await? else {
+                return Err(RedisStoreError::UnexpectedReply { operation: OP });
+            };
+            let mut items = items.into_iter();
+            let Some(Value::BulkString(next)) = items.next() else {
+                return Err(RedisStoreError::UnexpectedReply { operation: OP });
+            };
+            while let (Some(m), Some(v)) = (items.next(), items.next()) {
+                let (Value::BulkString(m), Value::BulkString(v)) = (m, v) else {
+                    return Err(RedisStoreError::UnexpectedReply { operation: OP });
+                };
+                match key_of(&m).and_then(|k| decode(k, &v)) {
+                    Ok(r) => {
+                        // ZSCAN may return a member twice; the record must agree it is live.
+                        if r.is_live(now) && seen.insert(r.key) {
+                            out.push(r);
+                        }
+                    }
+                    Err(_) => corrupt += 1,
+                }
+            }
+            if next == b"0" {
+                break;
+            }
+            cursor = next;
+        }
+        if corrupt > 0 {
+            tracing::warn!(target: "aaa::store::redis", prefix = self.shared.config.prefix(), corrupt, "list skipped session values that cannot be decoded");
+        }
+        Ok(out)
+    }
+
+    async fn claim_inner(
+        &self,
+        now: SystemTime,
+        max: usize,
+    ) -> Result<Vec<SessionRecord>, RedisStoreError> {
+        const OP: &str = "claim_expired";
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = &self.shared.keys;
+        let mut inv = CLAIM_SCRIPT.prepare_invoke();
+        inv.key(&keys.dl)
+            .key(&keys.ids)
+            .arg(unix_ms(now).min(MAX_MS))
+            .arg(max)
+            .arg(&keys.s)
+            .arg(&keys.u);
+        let Value::Array(items) = self.shared.invoke(OP, &inv).await? else {
+            return Err(RedisStoreError::UnexpectedReply { operation: OP });
+        };
+        let mut out = Vec::with_capacity(items.len() / 2);
+        let mut corrupt = 0usize;
+        let mut items = items.into_iter();
+        while let (Some(m), Some(v)) = (items.next(), items.next()) {
+            let (Value::BulkString(m), Value::BulkString(v)) = (m, v) else {
+                return Err(RedisStoreError::UnexpectedReply { operation: OP });
+            };
+            match key_of(&m).and_then(|k| decode(k, &v)) {
+                Ok(r) => out.push(r),
+                Err(_) => corrupt += 1,
+            }
+        }
+        if corrupt > 0 {
+            // Claimed and removed like the others, but nothing can be reported about them.
+            tracing::warn!(target: "aaa::store::redis", prefix = self.shared.config.prefix(), corrupt, "claimed expired session values that cannot be decoded");
+        }
+        Ok(out)
+    }
+
+    async fn contains_inner(
+        &self,
+        keys: &[CookieHash],
+        now: SystemTime,
+    ) -> Result<Vec<bool>, RedisStoreError> {
+        const OP: &str = "contains";
+        let now_ms = unix_ms(now).min(MAX_MS) as f64;
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(PAGE) {
+            let mut cmd = redis::cmd("ZMSCORE");
+            cmd.arg(&self.shared.keys.dl);
+            for k in chunk {
+                cmd.arg(k.as_bytes().as_slice());
+            }
+            let cmd = &cmd;
+            let scores: Vec<Option<f64>> = self
+                .shared
+                .run(OP, |mut conn| async move {
+                    cmd.query_async(&mut conn)
+                        .await
+                        .map_err(|source| RedisStoreError::Redis {
+                            operation: OP,
+                            source,
+                        })
+                })
+                .await?;
+            if scores.len() != chunk.len() {
+                return Err(RedisStoreError::UnexpectedReply { operation: OP });
+            }
+            out.extend(scores.into_iter().map(|s| s.is_some_and(|s| s > now_ms)));
+        }
+        Ok(out)
+    }
+}
+
+/// Opens the connection of `config`: the cluster connection, or the standalone connection
+/// manager with what it takes to replace it.
+async fn open(config: &RedisConfig) -> Result<(Conn, Option<Rebuild>), RedisStoreError> {
+    let target = config.url().to_string();
+    let connect_error = |source| RedisStoreError::Connect {
+        target: target.clone(),
+        source,
+    };
+    if config.url().is_cluster() {
+        let nodes = config
+            .url()
+            .nodes()
+            .map(|(h, p)| connection_info(config, h, p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let client = ClusterClientBuilder::new(nodes)
+            .connection_timeout(config.connect_timeout())
+            .response_timeout(config.response_timeout())
+            .retries(u32::try_from(RECONNECT_RETRIES).unwrap_or(2))
+            .min_retry_wait(ms(RECONNECT_MIN_DELAY))
+            .max_retry_wait(ms(RECONNECT_MAX_DELAY));
+        #[cfg(feature = "tls")]
+        let client = match config.tls_root_ca() {
+            Some(pem) => client.certs(tls_certificates(pem)),
+            None => client,
+        };
+        let client = client.build().map_err(connect_error)?;
+        let mut conn = client.get_async_connection().await.map_err(connect_error)?;
+        // The slot of this prefix must be served: ask its node.
+        redis::cmd("EXISTS")
+            .arg(Keys::new(config.prefix()).dl)
+            .query_async::<i64>(&mut conn)
+            .await
+            .map_err(connect_error)?;
+        Ok((Conn::Cluster(conn), None))
+    } else {
+        let (host, port) = config
+            .url()
+            .nodes()
+            .next()
+            .ok_or(RedisStoreError::UrlMissingHost)?;
+        let info = connection_info(config, host, port)?;
+        #[cfg(feature = "tls")]
+        let client = match config.tls_root_ca() {
+            Some(pem) => redis::Client::build_with_tls(info, tls_certificates(pem)),
+            None => redis::Client::open(info),
+        };
+        #[cfg(not(feature = "tls"))]
+        let client = redis::Client::open(info);
+        let client = client.map_err(connect_error)?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout()))
+            .set_response_timeout(Some(config.response_timeout()))
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_min_delay(RECONNECT_MIN_DELAY)
+            .set_max_delay(RECONNECT_MAX_DELAY);
+        let conn = ConnectionManager::new_with_config(client.clone(), manager.clone())
+            .await
+            .map_err(connect_error)?;
+        Ok((
+            Conn::Single(conn),
+            Some(Rebuild {
+                client,
+                manager,
+                last: Mutex::new(None),
+            }),
+        ))
+    }
+}
+
+/// The batching task: takes the validations waiting, sends up to `MAX_BATCH` of them in one
+/// script call, with up to `MAX_IN_FLIGHT` calls at once. Ends when the store is dropped.
+async fn batch_validations(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        // Waiting for a slot lets the next validations gather into this call.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut jobs = Vec::with_capacity(MAX_BATCH);
+        jobs.push(first);
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        // Callers that gave up (timed out) need no answer.
+        jobs.retain(|j| !j.reply.is_closed());
+        if jobs.is_empty() {
+            continue;
+        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut items = Vec::with_capacity(jobs.len() * ITEM);
+            for j in &jobs {
+                items.extend_from_slice(&j.item);
+            }
+            match shared.validate_batch(&items).await {
+                Ok(replies) if replies.len() == jobs.len() => {
+                    for (job, reply) in jobs.into_iter().zip(replies) {
+                        let _ = job.reply.send(Ok(reply));
+                    }
+                }
+                Ok(_) => {
+                    for job in jobs {
+                        let _ = job.reply.send(Err(RedisStoreError::UnexpectedReply {
+                            operation: "validate",
+                        }));
+                    }
+                }
+                Err(e) => {
+                    for job in jobs {
+                        let _ = job.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+}
+
+impl Shared {
+    fn conn(&self) -> Conn {
+        self.conn
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn grace_ms(&self) -> u64 {
+        ms(self.config.grace())
+    }
+
+    fn backstop_ms(&self) -> u64 {
+        ms(self.config.max_idle_backstop())
+    }
+
+    /// Replaces a connection manager stuck on a failure it does not retry by itself (an
+    /// authentication error while reconnecting); at most once per connect timeout.
+    fn renew(&self) {
+        let Some(rebuild) = &self.rebuild else { return };
+        let mut last = rebuild.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < self.config.connect_timeout()) {
+            return;
+        }
+        *last = Some(Instant::now());
+        match ConnectionManager::new_lazy_with_config(
+            rebuild.client.clone(),
+            rebuild.manager.clone(),
+        ) {
+            Ok(m) => {
+                *self.conn.write().unwrap_or_else(PoisonError::into_inner) = Conn::Single(m);
+                tracing::warn!(target: "aaa::store::redis", url = %self.config.url(), "replaced the Redis connection after an authentication failure");
+            }
+            Err(e) => {
+                tracing::warn!(target: "aaa::store::redis", error = %e, "could not replace the Redis connection");
+            }
+        }
+    }
+
+    /// Runs one operation within the operation timeout, sending it once more if the connection
+    /// was lost (the connection manager reconnects meanwhile). Every operation is safe to send
+    /// twice: `create` recognises its own value, and the others end in the same state.
+    async fn run<T, F, Fut>(&self, operation: &'static str, f: F) -> Result<T, RedisStoreError>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = Result<T, RedisStoreError>>,
+    {
+        let budget = self.config.operation_timeout();
+        let attempt = async {
+            match f(self.conn()).await {
+                Err(e) if e.is_connection_lost() => {
+                    tracing::debug!(target: "aaa::store::redis", operation, error = %e, "connection lost; sending again");
+                    f(self.conn()).await
+                }
+                other => other,
+            }
+        };
+        let result = match tokio::time::timeout(budget, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(RedisStoreError::Timeout {
+                operation,
+                timeout: budget,
+            }),
+        };
+        if let Err(e) = &result
+            && e.needs_new_connection()
+        {
+            self.renew();
+        }
+        result
+    }
+
+    async fn invoke(
+        &self,
+        operation: &'static str,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<Value, RedisStoreError> {
+        self.run(operation, |mut conn| async move {
+            inv.invoke_async::<Value>(&mut conn)
+                .await
+                .map_err(|source| RedisStoreError::Redis { operation, source })
+        })
+        .await
+    }
+
+    /// One call of the validate script for `items` (each `ITEM` bytes); one reply per item.
+    async fn validate_batch(&self, items: &[u8]) -> Result<Vec<Value>, RedisStoreError> {
+        const OP: &str = "validate";
+        let mut inv = VALIDATE_SCRIPT.prepare_invoke();
+        inv.key(&self.keys.dl)
+            .key(&self.keys.ids)
+            .arg(&self.keys.s)
+            .arg(&self.keys.u)
+            .arg(self.grace_ms())
+            .arg(self.backstop_ms())
+            .arg(items);
+        match self.invoke(OP, &inv).await? {
+            Value::Array(replies) => Ok(replies),
+            _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
+        }
+    }
+}
+
+enum Validated {
+    Record(SessionRecord),
+    Id(SessionId),
+}
+
+fn result<T>(r: Result<T, RedisStoreError>, operation: &'static str) -> Result<T, StoreError> {
+    r.map_err(|e| e.into_store_error(operation))
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(
+        &self,
+        record: &SessionRecord,
+        limits: &SessionLimits,
+    ) -> Result<CreateOutcome, StoreError> {
+        result(self.create_inner(record, limits).await, "create")
+    }
+
+    async fn validate(
+        &self,
+        key: &CookieHash,
+        now: SystemTime,
+        touch: bool,
+        touch_granularity: Duration,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let r = self
+            .validate_inner(key, now, touch, touch_granularity, false)
+            .await;
+        match result(r, "validate")? {
+            Some(Validated::Record(r)) => Ok(Some(r)),
+            Some(Validated::Id(_)) | None => Ok(None),
+        }
+    }
+
+    async fn validate_id(
+        &self,
+        key: &CookieHash,
+        now: SystemTime,
+        touch: bool,
+        touch_granularity: Duration,
+    ) -> Result<Option<SessionId>, StoreError> {
+        let r = self
+            .validate_inner(key, now, touch, touch_granularity, true)
+            .await;
+        Ok(match result(r, "validate")? {
+            Some(Validated::Id(id)) => Some(id),
+            Some(Validated::Record(r)) => Some(r.id),
+            None => None,
+        })
+    }
+
+    async fn remove(&self, key: &CookieHash) -> Result<Option<SessionRecord>, StoreError> {
+        result(self.remove_inner(key).await, "remove")
+    }
+
+    async fn remove_by_id(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        result(self.remove_by_id_inner(id).await, "remove_by_id")
+    }
+
+    async fn list(&self, now: SystemTime) -> Result<Vec<SessionRecord>, StoreError> {
+        result(self.list_inner(now).await, "list")
+    }
+
+    async fn claim_expired(
+        &self,
+        now: SystemTime,
+        max: usize,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        result(self.claim_inner(now, max).await, "claim_expired")
+    }
+
+    async fn contains(
+        &self,
+        keys: &[CookieHash],
+        now: SystemTime,
+    ) -> Result<Vec<bool>, StoreError> {
+        result(self.contains_inner(keys, now).await, "contains")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let k = Keys::new("dev1");
+        assert_eq!(k.ids, b"{dev1}ids");
+        assert_eq!(k.dl, b"{dev1}dl");
+        let h = CookieHash::from_bytes([0xab; 32]);
+        let s = k.session(&h);
+        assert_eq!(&s[..8], b"{dev1}s:");
+        assert_eq!(&s[8..], &[0xab; 32]);
+        assert_eq!(k.user("alice"), b"{dev1}u:alice");
+    }
+}

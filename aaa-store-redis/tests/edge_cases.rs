@@ -1,0 +1,263 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failure
+//! Store details beyond the conformance suite: refused creates leave nothing behind, a create
+//! sent twice is one create, stale index entries heal, the backstop of sessions without
+//! timeouts, many validations at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aaa_core::{CreateOutcome, SessionId, SessionLimits, SessionStore};
+use aaa_store_redis::{RedisConfig, RedisStore};
+use testkit::conformance::{base_time, record};
+use testkit::redis::{RedisServer, unique_prefix};
+
+async fn store(prefix: &str, backstop: Option<Duration>) -> RedisStore {
+    let mut config = RedisConfig::from_url(&RedisServer::shared().url())
+        .unwrap()
+        .with_prefix(prefix)
+        .unwrap();
+    if let Some(b) = backstop {
+        config = config.with_max_idle_backstop(b);
+    }
+    RedisStore::connect(config).await.unwrap()
+}
+
+/// The keys under `prefix`, binary-safe.
+async fn keys_of(prefix: &str) -> Vec<Vec<u8>> {
+    let client = redis::Client::open(RedisServer::shared().url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{{{prefix}}}*"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+fn hour() -> Option<Duration> {
+    Some(Duration::from_secs(3600))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_creates_leave_nothing_behind() {
+    let prefix = unique_prefix("refused");
+    let s = store(&prefix, None).await;
+    let now = base_time();
+    let limits = SessionLimits {
+        per_user: Some(1),
+        total: Some(2),
+    };
+    let a = record("alice", now, hour(), None);
+    assert_eq!(s.create(&a, &limits).await.unwrap(), CreateOutcome::Created);
+    // s, ids, dl, u:alice
+    assert_eq!(keys_of(&prefix).await.len(), 4);
+
+    let a2 = record("alice", now, hour(), None);
+    assert_eq!(
+        s.create(&a2, &limits).await.unwrap(),
+        CreateOutcome::UserLimit
+    );
+    let b = record("bob", now, hour(), None);
+    assert_eq!(s.create(&b, &limits).await.unwrap(), CreateOutcome::Created);
+    let c = record("carol", now, hour(), None);
+    assert_eq!(
+        s.create(&c, &limits).await.unwrap(),
+        CreateOutcome::TotalLimit
+    );
+    let mut same_id = record("dave", now, hour(), None);
+    same_id.id = a.id;
+    assert_eq!(
+        s.create(&same_id, &SessionLimits::default()).await.unwrap(),
+        CreateOutcome::IdTaken
+    );
+    // Nothing of a2, c or same_id remains: no key, no id entry, no user set.
+    for r in [&a2, &c, &same_id] {
+        assert!(s.get(&r.key, now).await.unwrap().is_none());
+    }
+    assert!(s.remove_by_id(a2.id).await.unwrap().is_none());
+    assert!(s.remove_by_id(c.id).await.unwrap().is_none());
+    assert_eq!(
+        keys_of(&prefix).await.len(),
+        6,
+        "a and b only: 2 values, ids, dl, 2 user sets"
+    );
+    assert_eq!(s.get(&a.key, now).await.unwrap().unwrap(), a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_sent_twice_is_one_create() {
+    let s = store(&unique_prefix("twice"), None).await;
+    let now = base_time();
+    let a = record("alice", now, hour(), None);
+    let limits = SessionLimits {
+        per_user: Some(1),
+        total: Some(1),
+    };
+    assert_eq!(s.create(&a, &limits).await.unwrap(), CreateOutcome::Created);
+    // The same record again (as after a lost reply): the same answer, nothing changes.
+    assert_eq!(s.create(&a, &limits).await.unwrap(), CreateOutcome::Created);
+    assert_eq!(s.list(now).await.unwrap(), vec![a.clone()]);
+    // A different record under the same key is refused.
+    let mut other = a.clone();
+    other.username = "mallory".into();
+    assert_eq!(
+        s.create(&other, &SessionLimits::default()).await.unwrap(),
+        CreateOutcome::KeyTaken
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_index_entries_heal() {
+    let prefix = unique_prefix("stale");
+    let s = store(&prefix, None).await;
+    let now = base_time();
+    let a = record("alice", now, hour(), None);
+    assert_eq!(
+        s.create(&a, &SessionLimits::default()).await.unwrap(),
+        CreateOutcome::Created
+    );
+    // Redis drops the value by TTL (as when no reaper ran for the grace period).
+    let mut skey = format!("{{{prefix}}}s:").into_bytes();
+    skey.extend_from_slice(a.key.as_bytes());
+    RedisServer::shared().cli_bytes(&[b"DEL", &skey]);
+    // Its id can be used again, a claim drops its index entry, and it is never listed.
+    assert!(s.list(now).await.unwrap().is_empty());
+    let mut b = record("bob", now, hour(), None);
+    b.id = a.id;
+    assert_eq!(
+        s.create(&b, &SessionLimits::default()).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(s.remove_by_id(a.id).await.unwrap().unwrap().key, b.key);
+    assert!(
+        s.claim_expired(now + Duration::from_secs(7200), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Only alice's user set is left (her value went without a claim, so nothing knew her
+    // name), and it expires by itself.
+    let left = keys_of(&prefix).await;
+    assert_eq!(left, vec![format!("{{{prefix}}}u:alice").into_bytes()]);
+    let pttl: i64 = RedisServer::shared()
+        .cli_bytes(&[b"PTTL", &left[0]])
+        .iter()
+        .map(|&b| char::from(b))
+        .collect::<String>()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pttl > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_without_timeouts_have_a_backstop() {
+    let backstop = Duration::from_secs(100);
+    let s = store(&unique_prefix("backstop"), Some(backstop)).await;
+    let t0 = base_time();
+    let r = record("alice", t0, None, None);
+    assert_eq!(
+        s.create(&r, &SessionLimits::default()).await.unwrap(),
+        CreateOutcome::Created
+    );
+    // Live until the backstop; a read past half of it moves it.
+    assert!(
+        s.get(&r.key, t0 + Duration::from_secs(40))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.get(&r.key, t0 + Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Now the backstop is 60 + 100 s.
+    assert!(
+        s.get(&r.key, t0 + Duration::from_secs(150))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Unused past it: not live, and claimed like any expired session.
+    let late = t0 + Duration::from_secs(150 + 101);
+    assert!(s.get(&r.key, late).await.unwrap().is_none());
+    assert_eq!(s.contains(&[r.key], late).await.unwrap(), vec![false]);
+    let claimed = s.claim_expired(late, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, r.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_validations_at_once_each_get_their_answer() {
+    let s = Arc::new(store(&unique_prefix("many"), None).await);
+    let now = base_time();
+    let mut records = Vec::new();
+    for i in 0..300 {
+        let r = record(&format!("user{}", i % 7), now, hour(), None);
+        assert_eq!(
+            s.create(&r, &SessionLimits::default()).await.unwrap(),
+            CreateOutcome::Created
+        );
+        records.push(r);
+    }
+    let unknown = record("nobody", now, hour(), None);
+    let mut tasks = Vec::new();
+    for round in 0..4u64 {
+        for (i, r) in records.iter().enumerate() {
+            let (s, r) = (s.clone(), r.clone());
+            let id_only = (i as u64 + round).is_multiple_of(2);
+            tasks.push(tokio::spawn(async move {
+                let at = now + Duration::from_millis(round);
+                if id_only {
+                    let id: Option<SessionId> = s
+                        .validate_id(&r.key, at, true, Duration::ZERO)
+                        .await
+                        .unwrap();
+                    assert_eq!(id, Some(r.id));
+                } else {
+                    let got = s.validate(&r.key, at, true, Duration::ZERO).await.unwrap();
+                    let got = got.unwrap();
+                    assert_eq!((got.id, &got.username), (r.id, &r.username));
+                }
+            }));
+        }
+        let (s, k) = (s.clone(), unknown.key);
+        tasks.push(tokio::spawn(async move {
+            assert!(
+                s.validate(&k, now, true, Duration::ZERO)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(
+                s.validate_id(&k, now, true, Duration::ZERO)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // The touches landed: each session's last activity is one of the rounds' times.
+    for r in &records {
+        let got = s.get(&r.key, now).await.unwrap().unwrap();
+        assert!(got.last_activity >= now && got.last_activity <= now + Duration::from_millis(3));
+    }
+}
