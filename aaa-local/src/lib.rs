@@ -154,3 +154,13 @@ pub use config::{HashParams, LocalConfig};
 pub use error::{FormatError, HashError, LocalError, TomlError};
 pub use file::MAX_FILE_BYTES;
 pub use table::{AccountInfo, Level, ParseLevelError};
+
+/// Entry points for the fuzzers and property tests (`fuzz/`); not part of the API.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// Parses `bytes` as an account file; `Ok(number of accounts)` or the error. Never panics.
+    pub fn parse_account_file(bytes: &[u8]) -> Result<usize, crate::LocalError> {
+        crate::file::parse(std::path::Path::new("fuzz/accounts.toml"), bytes)
+            .map(|t| t.accounts.len())
+    }
+}

@@ -126,3 +126,12 @@ pub use config::{
 };
 pub use error::{CorruptReason, RedisStoreError};
 pub use store::RedisStore;
+
+/// Entry points for the fuzzers and property tests (`fuzz/`); not part of the API.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// Decodes `value` as a stored session value; never panics.
+    pub fn decode_value(value: &[u8]) -> Result<aaa_core::SessionRecord, crate::RedisStoreError> {
+        crate::codec::decode(aaa_core::CookieHash::from_bytes([0; 32]), value)
+    }
+}

@@ -6,6 +6,8 @@
 //!   then `test`. This is what `.ci/run` runs.
 //! - `bench`: builds and runs the benchmarks (release), printing a markdown table and writing
 //!   `target/bench/report.json`.
+//! - `fuzz [--seconds N]`: runs each cargo-fuzz target of `fuzz/` for N seconds (default 60) and
+//!   prints the executions and crashes of each (installs cargo-fuzz when missing and permitted).
 //!
 //! Installing packages is permitted when running as root with `apt-get` available, unless
 //! `AAA_NO_INSTALL=1`; otherwise a missing package is a loud failure naming the command that
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
         "test" => test(&root, rest),
         "ci" => ci(&root),
         "bench" => bench(&root, rest),
+        "fuzz" => fuzz(&root, rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -96,7 +99,8 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: cargo xtask <task>
   test [-- <cargo test args>]   every test (installs test servers when missing and permitted)
   ci                            fmt --check, clippy -D warnings, doc -D warnings, then test
-  bench [--quick]               benchmarks against their anchors; target/bench/report.json";
+  bench [--quick]               benchmarks against their anchors; target/bench/report.json
+  fuzz [--seconds N]            each cargo-fuzz target for N seconds (default 60)";
 
 fn project_root() -> PathBuf {
     let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
@@ -247,4 +251,84 @@ fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
     cmd.arg(&out);
     cmd.args(extra);
     run(root, cmd, "benchmarks (release)")
+}
+
+/// The cargo-fuzz targets of `fuzz/`.
+const FUZZ_TARGETS: &[&str] = &["radius_reply", "account_file", "redis_value", "config"];
+
+fn fuzz(root: &Path, extra: &[String]) -> Result<(), String> {
+    let mut seconds: u64 = 60;
+    let mut args = extra.iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--seconds" => {
+                seconds = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or("--seconds needs a whole number")?;
+            }
+            other => return Err(format!("unknown fuzz argument {other:?}")),
+        }
+    }
+    let has_cargo_fuzz = cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_cargo_fuzz {
+        if !install_permitted() {
+            return Err(
+                "cargo-fuzz is missing; install it with: cargo install cargo-fuzz --locked".into(),
+            );
+        }
+        let mut install = cargo();
+        install.args(["install", "cargo-fuzz", "--locked"]);
+        run(root, install, "cargo install cargo-fuzz")?;
+    }
+    let mut summary = Vec::new();
+    for target in FUZZ_TARGETS {
+        let mut cmd = cargo();
+        cmd.current_dir(root)
+            .args(["fuzz", "run", "--fuzz-dir", "fuzz", target, "--"])
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-print_final_stats=1")
+            // libFuzzer needs nightly-only flags; the stable toolchain accepts them this way.
+            .env("RUSTC_BOOTSTRAP", "1");
+        eprintln!("xtask: fuzzing {target} for {seconds} s");
+        let out = cmd.output().map_err(|e| format!("cargo fuzz: {e}"))?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        let runs = log
+            .lines()
+            .filter_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+            .filter_map(|n| n.trim().parse::<u64>().ok())
+            .next_back()
+            .unwrap_or(0);
+        let crashed = !out.status.success();
+        if crashed {
+            eprintln!(
+                "{}",
+                log.lines()
+                    .rev()
+                    .take(40)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        summary.push((*target, runs, crashed));
+    }
+    println!("| fuzz target | executions | crashes |");
+    println!("|---|---:|---:|");
+    for (t, runs, crashed) in &summary {
+        println!("| {t} | {runs} | {} |", u8::from(*crashed));
+    }
+    if summary.iter().any(|(_, _, c)| *c) {
+        Err(
+            "a fuzz target crashed: see fuzz/artifacts/ and turn the input into a regression test"
+                .into(),
+        )
+    } else {
+        Ok(())
+    }
 }
