@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aaa::local::{LocalAccounts, LocalConfig};
 use aaa::store_redis::{RedisConfig, RedisStore};
 use aaa::{Aaa, SessionStore, SystemClock};
 
+use aaa::radius::accounting::{Accounting, AccountingConfig, SpoolConfig};
 use aaa::radius::{PrivilegeMapping, RadiusAuthenticator, RadiusConfig, RadiusServer};
 
 use crate::config::{Config, RadiusSection, StoreUrl};
@@ -25,7 +27,14 @@ pub(crate) struct App {
     pub(crate) aaa: Aaa,
     pub(crate) accounts: LocalAccounts,
     pub(crate) store: StoreKind,
+    /// RADIUS accounting, when `[[radius.accounting]]` servers are configured; its queue is
+    /// drained when the command ends (see `Drop`).
+    pub(crate) accounting: Option<Arc<Accounting>>,
 }
+
+/// How long the command waits at its end for the accounting servers to acknowledge what it
+/// queued (with a spool: only until every record is on disk, if no server answers).
+const ACCOUNTING_DRAIN: Duration = Duration::from_secs(5);
 
 /// The default account file: `$XDG_DATA_HOME/aaa/accounts.toml` (`~/.local/share/aaa/…`).
 fn default_accounts() -> Result<PathBuf, CliError> {
@@ -48,6 +57,51 @@ fn radius(section: &RadiusSection) -> Result<RadiusAuthenticator, CliError> {
         })
         .collect();
     let mut config = RadiusConfig::new(servers);
+    transport_settings(section, &mut config);
+    if let Some(min) = section.admin_privilege_level {
+        config.privilege = PrivilegeMapping::ManagementPrivilegeLevel { min };
+    }
+    RadiusAuthenticator::new(config).map_err(CliError::Radius)
+}
+
+/// The RADIUS accounting of the `[radius]` section (`[[radius.accounting]]` servers, the
+/// spool, Interim-Updates), if it lists accounting servers. Interim-Updates check `store` so
+/// that they end when another process ends the session.
+fn accounting(
+    section: &RadiusSection,
+    store: Arc<dyn SessionStore>,
+) -> Result<Option<Arc<Accounting>>, CliError> {
+    if section.accounting.is_empty() {
+        return Ok(None);
+    }
+    let servers = section
+        .accounting
+        .iter()
+        .map(|s| {
+            let mut server = RadiusServer::accounting(s.address, s.secret.0.as_str());
+            if let Some(flag) = s.require_message_authenticator {
+                server.require_message_authenticator = flag;
+            }
+            server
+        })
+        .collect();
+    let mut config = AccountingConfig::new(servers);
+    transport_settings(section, &mut config.radius);
+    if let Some(dir) = &section.accounting_spool {
+        config.spool = Some(SpoolConfig::new(dir));
+    }
+    if let Some(t) = section.accounting_interim {
+        config.interim_interval = t.0;
+    }
+    Accounting::builder(config)
+        .sessions(store)
+        .build()
+        .map(|a| Some(Arc::new(a)))
+        .map_err(CliError::Radius)
+}
+
+/// The settings of `[radius]` shared by authentication and accounting servers.
+fn transport_settings(section: &RadiusSection, config: &mut RadiusConfig) {
     if let Some(id) = &section.nas_identifier {
         config.nas_identifier = Some(id.clone());
     }
@@ -70,10 +124,6 @@ fn radius(section: &RadiusSection) -> Result<RadiusAuthenticator, CliError> {
     if let Some(on) = section.status_server {
         config.status_server = on;
     }
-    if let Some(min) = section.admin_privilege_level {
-        config.privilege = PrivilegeMapping::ManagementPrivilegeLevel { min };
-    }
-    RadiusAuthenticator::new(config).map_err(CliError::Radius)
 }
 
 /// The shell's history file, next to the default account file.
@@ -115,10 +165,14 @@ impl App {
             }
         };
 
+        let accounting = accounting(&config.radius, store.clone())?;
         let mut builder = Aaa::builder();
         // RADIUS first when configured; local accounts decide only when no server answers.
         if !config.radius.server.is_empty() {
             builder = builder.radius(radius(&config.radius)?);
+        }
+        if let Some(a) = &accounting {
+            builder = builder.accounting(a.clone());
         }
         let mut builder = builder.local(accounts.clone()).store(store);
         if let Some(t) = s.idle_timeout {
@@ -135,6 +189,34 @@ impl App {
             aaa,
             accounts,
             store: kind,
+            accounting,
         })
+    }
+}
+
+impl Drop for App {
+    /// Gives the accounting servers up to `ACCOUNTING_DRAIN` to acknowledge the records this
+    /// command queued (logins, logouts, clears). The command runs on a multi-threaded runtime,
+    /// whose other threads send meanwhile; records still unacknowledged are logged (and, with a
+    /// spool, sent by the next `aaa` process).
+    fn drop(&mut self) {
+        let Some(accounting) = self.accounting.take() else {
+            return;
+        };
+        if accounting.stats().queued == 0 {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            tracing::warn!(target: "aaa::radius", "accounting records not drained at exit (no multi-threaded runtime)");
+            return;
+        }
+        let drained =
+            tokio::task::block_in_place(|| handle.block_on(accounting.shutdown(ACCOUNTING_DRAIN)));
+        if let Err(error) = drained {
+            tracing::error!(target: "aaa::radius", %error, "accounting records not acknowledged at exit");
+        }
     }
 }

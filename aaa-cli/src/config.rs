@@ -44,6 +44,15 @@ pub(crate) struct RadiusSection {
     /// Grant read/write for Management-Privilege-Level ≥ this value instead of the
     /// Service-Type rule (Administrative-User → read/write).
     pub(crate) admin_privilege_level: Option<u32>,
+    /// The accounting servers (RFC 2866, usually port 1813), in order: primary first. Their
+    /// `require_message_authenticator` defaults to false.
+    #[serde(default)]
+    pub(crate) accounting: Vec<RadiusServerSection>,
+    /// Keep unacknowledged accounting records in this directory, so that they survive a
+    /// restart (default: in memory only).
+    pub(crate) accounting_spool: Option<PathBuf>,
+    /// Send accounting Interim-Updates this often (default "off").
+    pub(crate) accounting_interim: Option<Timeout>,
 }
 
 /// One `[[radius.server]]`.
@@ -342,6 +351,51 @@ require_message_authenticator = false
         assert!(e.to_string().contains("line 2"), "{e}");
         let e = parse("[[radius.server]]\naddress = \"192.0.2.1:1812\"\n").unwrap_err();
         assert!(e.to_string().contains("missing field `secret`"), "{e}");
+    }
+
+    #[test]
+    fn radius_accounting() {
+        let c = parse(
+            r#"
+[radius]
+accounting_spool = "/var/spool/aaa/accounting"
+accounting_interim = "10m"
+[[radius.accounting]]
+address = "192.0.2.1:1813"
+secret = "acct-s3cret-shared"
+[[radius.accounting]]
+address = "192.0.2.2:1813"
+secret = "other"
+require_message_authenticator = true
+"#,
+        )
+        .unwrap();
+        assert!(c.radius.server.is_empty());
+        assert_eq!(c.radius.accounting.len(), 2);
+        assert_eq!(c.radius.accounting[0].require_message_authenticator, None);
+        assert_eq!(
+            c.radius.accounting[1].require_message_authenticator,
+            Some(true)
+        );
+        assert_eq!(
+            c.radius.accounting_spool.as_deref(),
+            Some(Path::new("/var/spool/aaa/accounting"))
+        );
+        assert_eq!(
+            c.radius.accounting_interim.unwrap().0,
+            Some(Duration::from_secs(600))
+        );
+        assert!(!format!("{c:?}").contains("acct-s3cret-shared"));
+        let c = parse("[radius]\naccounting_interim = \"off\"\n").unwrap();
+        assert_eq!(c.radius.accounting_interim.unwrap().0, None);
+        let e = parse("[radius]\n\naccounting_interim = \"often\"\n").unwrap_err();
+        assert!(e.to_string().starts_with("/etc/aaa.toml, line 3,"), "{e}");
+        let e = parse(
+            "[[radius.accounting]]\naddress = \"192.0.2.1:1813\"\nsecret = \"x\"\nport = 1\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("line 4"), "{e}");
+        assert!(e.to_string().contains("unknown field `port`"), "{e}");
     }
 
     #[test]

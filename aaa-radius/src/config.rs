@@ -38,6 +38,19 @@ impl RadiusServer {
             require_message_authenticator: true,
         }
     }
+
+    /// An accounting server (usually port 1813) at `address` with `secret`: its
+    /// Accounting-Responses need no Message-Authenticator (one that is present is verified).
+    /// FreeRADIUS does not sign Accounting-Responses, and an Accounting-Response decides
+    /// nothing: at worst a forged one acknowledges a record that was not recorded, and forging
+    /// one still takes the secret or an MD5 collision on our request. Set
+    /// `require_message_authenticator` for a server that signs them.
+    pub fn accounting(address: SocketAddr, secret: impl Into<Secret>) -> Self {
+        Self {
+            require_message_authenticator: false,
+            ..Self::new(address, secret)
+        }
+    }
 }
 
 /// How a request is retransmitted to one server before that server is given up on
@@ -239,8 +252,9 @@ impl RadiusConfig {
         Ok(())
     }
 
-    /// Logs a warning for each server whose secret is shorter than 16 bytes (never the secret).
-    pub(crate) fn warn_weak_secrets(&self) {
+    /// Logs a warning for each server whose secret is shorter than 16 bytes (never the secret)
+    /// and, with `missing_ma`, for each not requiring a Message-Authenticator.
+    pub(crate) fn warn_weak_secrets(&self, missing_ma: bool) {
         for server in &self.servers {
             if server.secret.len() < MIN_RECOMMENDED_SECRET_BYTES {
                 tracing::warn!(
@@ -251,7 +265,7 @@ impl RadiusConfig {
                      use a long random secret"
                 );
             }
-            if !server.require_message_authenticator {
+            if missing_ma && !server.require_message_authenticator {
                 tracing::warn!(
                     target: "aaa::radius",
                     server = %server.address,

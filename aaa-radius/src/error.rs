@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything that can go wrong in the RADIUS client.
@@ -130,6 +131,75 @@ pub enum RadiusError {
         /// Why each server tried failed ([`RadiusError::NoReply`] or
         /// [`RadiusError::Socket`]), in the order they were tried.
         tried: Vec<Self>,
+    },
+    /// A count of the accounting configuration is zero (queue capacity, requests in flight,
+    /// spool limits).
+    #[error("{setting} must be greater than zero")]
+    ZeroLimit {
+        /// Which setting, e.g. `"queue_capacity"`.
+        setting: &'static str,
+    },
+    /// The accounting queue is full: a record was refused (and counted in
+    /// [`AccountingStats::dropped`](crate::accounting::AccountingStats::dropped)).
+    #[error(
+        "the accounting queue is full ({capacity} records not yet acknowledged or spooled): a record was refused"
+    )]
+    QueueFull {
+        /// The configured capacity.
+        capacity: usize,
+    },
+    /// The accounting spool reached one of its limits: a record could not be spooled (it
+    /// stays in the memory queue, if there is room).
+    #[error(
+        "the accounting spool {} is full ({records} records, {bytes} bytes; limits {max_records} records, {max_bytes} bytes)",
+        dir.display()
+    )]
+    SpoolFull {
+        /// This process's spool directory.
+        dir: PathBuf,
+        /// Records in it.
+        records: usize,
+        /// Their size in bytes.
+        bytes: u64,
+        /// The configured limit on records.
+        max_records: usize,
+        /// The configured limit on bytes.
+        max_bytes: u64,
+    },
+    /// A file operation on the accounting spool failed.
+    #[error("cannot {action} {}", path.display())]
+    Spool {
+        /// What was being done, e.g. `"write a spool file"`.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A spool file is not an accounting record this version can read. It is moved to the
+    /// spool's `corrupt` directory, never sent and never deleted.
+    #[error("the accounting spool file {} is not a valid record: {reason}", path.display())]
+    SpoolCorrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// [`Accounting::flush`](crate::accounting::Accounting::flush) or
+    /// [`shutdown`](crate::accounting::Accounting::shutdown) gave up with records still
+    /// unacknowledged.
+    #[error(
+        "{pending} accounting record(s) still unacknowledged after {} ms ({unspooled} of them not in a spool)",
+        waited.as_millis()
+    )]
+    FlushTimedOut {
+        /// Records not yet acknowledged.
+        pending: usize,
+        /// Of those, the ones only in memory (lost if the process ends now).
+        unspooled: usize,
+        /// How long it waited.
+        waited: Duration,
     },
 }
 

@@ -27,6 +27,10 @@
 //!   read-only; or RFC 5607 Management-Privilege-Level, or a vendor attribute
 //!   ([`PrivilegeMapping`]). An Access-Challenge is a reject.
 //! - **Secrets** ([`Secret`]) and passwords never appear in `Debug` output, logs or errors.
+//! - **Accounting** ([`accounting`], RFC 2866): a Start and a Stop (and optional
+//!   Interim-Updates) for every session, as an [`aaa_core::SessionObserver`] — queued without
+//!   blocking, sent through a [`Client`] of its own, retried until acknowledged, optionally
+//!   spooled to disk so that nothing is lost across restarts.
 //!
 //! ```
 //! use std::net::{IpAddr, Ipv4Addr, UdpSocket};
@@ -92,6 +96,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod accounting;
+mod accounting_record;
+mod accounting_spool;
+mod accounting_worker;
 mod authenticator;
 mod backoff;
 mod config;

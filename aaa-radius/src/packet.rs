@@ -2,8 +2,8 @@
 //!
 //! The `radius` crate assembles and parses attribute lists and provides the dictionaries. What
 //! it lacks is done here on the raw bytes, with the RustCrypto `md-5` and `hmac` crates:
-//! Message-Authenticator (RFC 3579 §3.2, HMAC-MD5) placed first in every request and verified
-//! in replies, the Request Authenticator from the OS random generator (chosen by the
+//! Message-Authenticator (RFC 3579 §3.2, HMAC-MD5) placed first in every Access-Request and
+//! Status-Server and verified in replies, the accounting Request Authenticator (RFC 2866 §3), the Request Authenticator from the OS random generator (chosen by the
 //! transport), User-Password hiding (RFC 2865 §5.2, done here so that no copy of the password
 //! is left behind in freed memory) and the Response Authenticator check. Every comparison of
 //! a digest is constant-time (`subtle`).
@@ -32,6 +32,8 @@ pub const MAX_PASSWORD_LEN: usize = 128;
 /// Attribute type of Message-Authenticator (RFC 3579).
 pub(crate) const MESSAGE_AUTHENTICATOR: u8 = rfc2869::MESSAGE_AUTHENTICATOR_TYPE;
 const MA_LEN: usize = 16;
+/// Attribute type of EAP-Message (RFC 3579): never in an Accounting-Request.
+const EAP_MESSAGE: u8 = 79;
 /// Offset of the Message-Authenticator's value in a request: it is the first attribute.
 const REQUEST_MA_VALUE: usize = HEADER_LEN + 2;
 
@@ -152,6 +154,14 @@ impl Request {
             attributes: Vec::new(),
         }
     }
+    /// An empty Accounting-Request (RFC 2866). It is encoded without a Message-Authenticator
+    /// and with the accounting Request Authenticator (see [`encode`](Self::encode)).
+    pub fn accounting_request() -> Self {
+        Self {
+            code: Code::AccountingRequest,
+            attributes: Vec::new(),
+        }
+    }
     /// An empty Status-Server request (RFC 5997).
     pub fn status_server() -> Self {
         Self {
@@ -207,12 +217,20 @@ impl Request {
     ///
     /// `authenticator` must be 16 bytes from a cryptographic random generator, new for every
     /// new identifier; the transport takes care of that.
+    ///
+    /// An Accounting-Request is different (RFC 2866 §3, RFC 3579 §3.3): no
+    /// Message-Authenticator and no EAP-Message ([`RadiusError::ReservedAttribute`]), and
+    /// `authenticator` is not used: its Request Authenticator is
+    /// MD5(Code + Identifier + Length + 16 zero octets + Attributes + Secret).
     pub fn encode(
         &self,
         identifier: u8,
         authenticator: &[u8; 16],
         secret: &Secret,
     ) -> Result<Vec<u8>, RadiusError> {
+        if self.code == Code::AccountingRequest {
+            return self.encode_accounting(identifier, secret);
+        }
         if self.code == Code::AccessRequest {
             self.check_access_request()?;
         }
@@ -251,6 +269,50 @@ impl Request {
 }
 
 impl Request {
+    /// An Accounting-Request: the attributes in order, no Message-Authenticator, the
+    /// accounting Request Authenticator.
+    fn encode_accounting(&self, identifier: u8, secret: &Secret) -> Result<Vec<u8>, RadiusError> {
+        let mut packet = Packet::new_with_identifier(self.code.to_radius(), &[], identifier);
+        let mut len = HEADER_LEN;
+        for attribute in &self.attributes {
+            match attribute {
+                RequestAttribute::Plain(EAP_MESSAGE, _) => {
+                    return Err(RadiusError::ReservedAttribute {
+                        attribute: EAP_MESSAGE,
+                    });
+                }
+                RequestAttribute::Plain(t, value) => {
+                    len += 2 + value.len();
+                    packet.add(AVP::from_bytes(*t, value));
+                }
+                RequestAttribute::UserPassword(_) => {
+                    return Err(RadiusError::ReservedAttribute {
+                        attribute: rfc2865::USER_PASSWORD_TYPE,
+                    });
+                }
+            }
+        }
+        if len > MAX_PACKET_LEN {
+            return Err(RadiusError::PacketTooLong { len });
+        }
+        let mut bytes = packet.encode().map_err(RadiusError::Codec)?;
+        let Some(header_authenticator) = bytes.get_mut(4..HEADER_LEN) else {
+            return Err(RadiusError::PacketTooLong { len });
+        };
+        // The codec computed one with an empty secret: zero it, then compute ours.
+        header_authenticator.fill(0);
+        let digest: [u8; 16] = Md5::new()
+            .chain_update(&bytes)
+            .chain_update(secret.bytes())
+            .finalize()
+            .into();
+        match bytes.get_mut(4..HEADER_LEN) {
+            Some(field) => field.copy_from_slice(&digest),
+            None => return Err(RadiusError::PacketTooLong { len }),
+        }
+        Ok(bytes)
+    }
+
     /// RFC 2865 §4.1: exactly one of User-Password, CHAP-Password and State; a NAS-IP-Address
     /// or NAS-Identifier (or, RFC 3162, a NAS-IPv6-Address).
     fn check_access_request(&self) -> Result<(), RadiusError> {
@@ -788,6 +850,86 @@ mod tests {
         ));
         // Status-Server needs neither.
         assert!(encode(&Request::status_server()).is_ok());
+    }
+
+    /// An Accounting-Request and its Accounting-Response, computed independently (Python's
+    /// hashlib, RFC 2866 §3): no Message-Authenticator, the accounting Request
+    /// Authenticator; the `radius` crate agrees it is authentic.
+    const ACCT_REQUEST: [u8; 42] = [
+        0x04, 0x2a, 0x00, 0x2a, 0x4c, 0x8d, 0x47, 0x34, 0x8b, 0x8f, 0xb2, 0xb9, 0x98, 0x16, 0x50,
+        0x90, 0x01, 0x4e, 0x9b, 0x95, 0x28, 0x06, 0x00, 0x00, 0x00, 0x01, 0x2c, 0x05, 0x61, 0x62,
+        0x63, 0x01, 0x06, 0x6e, 0x65, 0x6d, 0x6f, 0x20, 0x05, 0x6e, 0x61, 0x73,
+    ];
+    const ACCT_RESPONSE: [u8; 20] = [
+        0x05, 0x2a, 0x00, 0x14, 0x71, 0x18, 0x88, 0xbf, 0xec, 0x4c, 0xa8, 0xb3, 0x99, 0x92, 0xbe,
+        0xe5, 0x1b, 0x65, 0x92, 0x3f,
+    ];
+
+    #[test]
+    fn accounting_request_golden_vector() {
+        let secret = Secret::from(SECRET);
+        let mut r = Request::accounting_request();
+        r.add(40, 1u32.to_be_bytes())
+            .unwrap()
+            .add(44, "abc")
+            .unwrap()
+            .add(rfc2865::USER_NAME_TYPE, "nemo")
+            .unwrap()
+            .add(rfc2865::NAS_IDENTIFIER_TYPE, "nas")
+            .unwrap();
+        // The random authenticator given is not used.
+        let bytes = r.encode(0x2a, &[0x77; 16], &secret).unwrap();
+        assert_eq!(bytes, ACCT_REQUEST);
+        assert!(Packet::is_authentic_request(&bytes, SECRET.as_bytes()));
+        assert_eq!(r.encode(0x2a, &[0; 16], &secret).unwrap(), ACCT_REQUEST);
+        // Another identifier, another authenticator.
+        let other = r.encode(0x2b, &[0x77; 16], &secret).unwrap();
+        assert_ne!(other[4..20], ACCT_REQUEST[4..20]);
+
+        let reply = Reply::verify(&ACCT_RESPONSE, &ACCT_REQUEST, &secret, false).unwrap();
+        assert_eq!(reply.code(), Code::AccountingResponse);
+        assert_eq!(
+            Reply::verify(&ACCT_RESPONSE, &ACCT_REQUEST, &secret, true).unwrap_err(),
+            Discard::MissingMessageAuthenticator
+        );
+        for byte in 0..ACCT_RESPONSE.len() {
+            let mut bad = ACCT_RESPONSE;
+            bad[byte] ^= 0x10;
+            assert!(
+                Reply::verify(&bad, &ACCT_REQUEST, &secret, false).is_err(),
+                "bit flip in byte {byte} accepted"
+            );
+        }
+        assert_eq!(
+            Reply::verify(&ACCT_RESPONSE, &ACCT_REQUEST, &Secret::from("other"), false)
+                .unwrap_err(),
+            Discard::BadResponseAuthenticator
+        );
+    }
+
+    #[test]
+    fn accounting_request_refuses_eap_and_passwords() {
+        let secret = Secret::from(SECRET);
+        let mut r = Request::accounting_request();
+        r.add(79, vec![1, 2, 3]).unwrap();
+        assert!(matches!(
+            r.encode(1, &[0; 16], &secret),
+            Err(RadiusError::ReservedAttribute { attribute: 79 })
+        ));
+        let mut r = Request::accounting_request();
+        r.user_password(b"pw").unwrap();
+        assert!(matches!(
+            r.encode(1, &[0; 16], &secret),
+            Err(RadiusError::ReservedAttribute { attribute: 2 })
+        ));
+        let mut big = Request::accounting_request();
+        for _ in 0..17 {
+            big.add(18, vec![b'm'; 253]).unwrap();
+        }
+        assert!(matches!(
+            big.encode(0, &[0; 16], &secret),
+            Err(RadiusError::PacketTooLong { .. })
+        ));
     }
 
     #[test]

@@ -426,9 +426,20 @@ impl Client {
     /// and probe tasks run on it): [`RadiusError::NoRuntime`] otherwise. Logs a warning for
     /// each secret under 16 bytes and each server not requiring a Message-Authenticator.
     pub fn new(config: &RadiusConfig) -> Result<Self, RadiusError> {
+        Self::build(config, false)
+    }
+
+    /// [`new`](Self::new) for accounting servers: a server not requiring a
+    /// Message-Authenticator draws no warning (Accounting-Responses decide nothing, and
+    /// FreeRADIUS does not sign them).
+    pub(crate) fn new_accounting(config: &RadiusConfig) -> Result<Self, RadiusError> {
+        Self::build(config, true)
+    }
+
+    fn build(config: &RadiusConfig, accounting: bool) -> Result<Self, RadiusError> {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(RadiusError::NoRuntime)?;
-        config.warn_weak_secrets();
+        config.warn_weak_secrets(!accounting);
         let mut nas = Vec::new();
         if let Some(id) = &config.nas_identifier {
             nas.push((rfc2865::NAS_IDENTIFIER_TYPE, id.as_bytes().to_vec()));

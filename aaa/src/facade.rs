@@ -90,6 +90,14 @@ impl AaaBuilder {
     pub fn radius(self, radius: aaa_radius::RadiusAuthenticator) -> Self {
         self.mechanism(Arc::new(radius))
     }
+    /// RADIUS accounting (RFC 2866) of every session, whatever mechanism authenticated it: a
+    /// Start at `start_session`, a Stop at `end_session`, `clear_session` and expiry, each sent
+    /// by the one process that decided it. Registers `accounting` as an observer; its queue,
+    /// retries and spool are its own (see [`aaa_radius::accounting`]).
+    #[cfg(feature = "radius")]
+    pub fn accounting(self, accounting: Arc<aaa_radius::accounting::Accounting>) -> Self {
+        self.observer(accounting)
+    }
 
     /// Connects to Redis (standalone or Cluster, per the URL of `config`) and keeps the sessions
     /// there, shared with every process using the same Redis and prefix. Fails within the

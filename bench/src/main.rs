@@ -3,12 +3,14 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot run should stop loudly
 
+mod accounting;
 mod local;
 mod memory;
 mod radius;
 mod redis;
 mod report;
 mod storm;
+mod timing;
 
 use std::path::PathBuf;
 
@@ -47,12 +49,16 @@ fn main() {
         .expect("tokio runtime");
     eprintln!("bench: local accounts…");
     rows.extend(rt.block_on(local::rows()));
+    eprintln!("bench: login timing, unknown vs known user…");
+    rows.extend(rt.block_on(timing::rows(quick)));
     eprintln!("bench: validation during a login storm…");
     rows.extend(rt.block_on(storm::rows()));
     eprintln!("bench: Redis store…");
     rows.extend(rt.block_on(redis::rows(quick)));
     eprintln!("bench: RADIUS against FreeRADIUS…");
     rows.extend(rt.block_on(radius::rows(quick)));
+    eprintln!("bench: RADIUS accounting against FreeRADIUS…");
+    rows.extend(rt.block_on(accounting::rows(quick)));
 
     print_table(&rows);
     write_json(&rows, &out);
@@ -73,20 +79,20 @@ fn print_table(rows: &[Row]) {
             .anchor
             .as_ref()
             .map_or_else(|| "—".to_owned(), |(name, v)| format!("{v:.1} ({name})"));
-        let cmp = match r.better {
-            Better::Higher => "≥",
-            Better::Lower => "≤",
+        let target = match r.better {
+            Better::Higher => format!("≥ {}", r.target),
+            Better::Lower => format!("≤ {}", r.target),
+            Better::Band(low) => format!("{low}–{}", r.target),
         };
         println!(
-            "| {} | {} | {:.1} | {} | {:.2} ({}) | {} {} | {} |",
+            "| {} | {} | {:.1} | {} | {:.2} ({}) | {} | {} |",
             r.name,
             r.unit,
             r.ours,
             anchor,
             r.ratio,
             r.ratio_note,
-            cmp,
-            r.target,
+            target,
             if r.met() { "yes" } else { "**no**" }
         );
     }
@@ -105,7 +111,8 @@ fn write_json(rows: &[Row], out: &PathBuf) {
                 "ratio": r.ratio,
                 "ratio_note": r.ratio_note,
                 "target": r.target,
-                "better": match r.better { Better::Higher => "higher", Better::Lower => "lower" },
+                "better": match r.better { Better::Higher => "higher", Better::Lower => "lower", Better::Band(_) => "band" },
+                "target_low": match r.better { Better::Band(low) => Some(low), _ => None },
                 "met": r.met(),
             })
         })

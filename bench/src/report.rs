@@ -1,12 +1,14 @@
 //! One row of the benchmark report, printed as markdown and written as JSON.
 
 /// Whether a higher or a lower ratio is better for a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Better {
     /// e.g. speed-ups: ours / anchor throughput.
     Higher,
     /// e.g. time ratios: ours / anchor time.
     Lower,
+    /// The ratio must lie between this value and the target.
+    Band(f64),
 }
 
 /// One measured row: ours next to the anchor, measured in the same run.
@@ -36,6 +38,7 @@ impl Row {
         match self.better {
             Better::Higher => self.ratio >= self.target,
             Better::Lower => self.ratio <= self.target,
+            Better::Band(low) => (low..=self.target).contains(&self.ratio),
         }
     }
 }
