@@ -5,8 +5,9 @@
 //! ([`Mechanism::Radius`](aaa_core::Mechanism::Radius)) with PAP. It rests on [`Client`], a
 //! transport of its own (the `radius` crate serves only as packet codec and dictionaries):
 //!
-//! - **One UDP socket per server** multiplexes up to 256 outstanding requests (identifiers
-//!   handed out least recently used first; another socket past 256). Nothing blocks per
+//! - **One UDP socket per server** multiplexes up to 224 outstanding requests (identifiers
+//!   handed out least recently used first, 32 of the 256 kept free so that none is reused right
+//!   after its answer; another socket past 224). Nothing blocks per
 //!   request.
 //! - **Requests**: a Request Authenticator of 16 bytes from the OS random generator for every
 //!   new identifier; a Message-Authenticator (HMAC-MD5) as the first attribute of every

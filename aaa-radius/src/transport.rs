@@ -1,4 +1,5 @@
-//! The transport: per server, UDP sockets multiplexing up to 256 outstanding requests each,
+//! The transport: per server, UDP sockets multiplexing up to 224 outstanding requests each
+//! (of the 256 identifiers, 32 are kept free so none is reused right after its answer),
 //! retransmission, reply dispatch, failover and dead-server tracking.
 
 use std::collections::VecDeque;
@@ -24,6 +25,12 @@ use crate::{NoReply, RadiusConfig, RadiusError, Retransmit, Secret};
 
 /// Identifiers per socket: the Identifier field is one byte.
 const IDS_PER_SOCKET: usize = 256;
+/// Identifiers a socket keeps free: with the least-recently-used order, an identifier is
+/// reused only after at least this many others, so a server never sees an identifier come
+/// back (with a new authenticator) while it may still hold the previous request — FreeRADIUS
+/// then logs a conflict and drops one, which costs a retransmission. A socket therefore
+/// carries at most `IDS_PER_SOCKET - ID_RESERVE` outstanding requests before another opens.
+const ID_RESERVE: usize = 32;
 /// At most one warning about discarded datagrams per server in this interval.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// Pause after a failed `recv_from`, so a persistent error cannot spin.
@@ -36,9 +43,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The RADIUS client transport, shared by every request to the configured servers.
 ///
 /// - **Sockets.** Per server, one UDP socket (bound to an ephemeral port on the loopback
-///   address for a loopback server, on the unspecified address otherwise) carries up to 256
+///   address for a loopback server, on the unspecified address otherwise) carries up to 224
 ///   outstanding requests, one per identifier; identifiers are handed out least recently used
-///   first. When all 256 are outstanding, another socket is opened for that server. A
+///   first, 32 kept in reserve. When 224 are outstanding, another socket is opened. A
 ///   receive task per socket dispatches replies to the waiting requests.
 /// - **Requests.** Each [`exchange`](Self::exchange) draws a Request Authenticator from the
 ///   OS random generator, encodes the request once and sends those exact bytes on every
@@ -244,6 +251,9 @@ impl SocketShared {
     /// Takes the least recently used free identifier, if any.
     fn try_allocate(self: &Arc<Self>) -> Option<Allocation> {
         let mut table = lock(&self.table);
+        if table.free.len() <= ID_RESERVE {
+            return None;
+        }
         let identifier = table.free.pop_front()?;
         let seq = table.next_seq;
         table.next_seq = seq.wrapping_add(1);
@@ -399,7 +409,7 @@ impl Link {
             target: "aaa::radius",
             server = %self.info.address,
             sockets = sockets.len(),
-            "all 256 identifiers of the RADIUS sockets are outstanding: opened another socket"
+            "the RADIUS sockets' identifiers are all outstanding (32 kept in reserve each): opened another socket"
         );
         found.ok_or(RadiusError::Socket {
             address: self.info.address,
@@ -757,21 +767,24 @@ mod tests {
         let b = link.allocate(&rt).unwrap();
         assert_eq!((a.identifier, b.identifier), (0, 1));
         drop(a);
-        // 0 was used last: 2 comes first, and 0 only after 255.
-        let held: Vec<_> = (0..254).map(|_| link.allocate(&rt).unwrap()).collect();
+        // 0 was used last: 2 comes first.
+        let held: Vec<_> = (0..221).map(|_| link.allocate(&rt).unwrap()).collect();
         assert_eq!(held.first().unwrap().identifier, 2);
-        assert_eq!(held.last().unwrap().identifier, 255);
-        let zero = link.allocate(&rt).unwrap();
-        assert_eq!(zero.identifier, 0);
+        assert_eq!(held.last().unwrap().identifier, 222);
+        let last = link.allocate(&rt).unwrap();
+        assert_eq!(last.identifier, 223);
+        let extra = link.allocate(&rt).unwrap();
+        assert_eq!(extra.identifier, 224);
         assert_eq!(lock(&link.sockets).len(), 1);
-        // All 256 outstanding: the next one opens a second socket.
+        // 224 outstanding, 32 kept free (0 among them, the most recently used): the next one
+        // opens a second socket rather than reuse an identifier that was just answered.
         let next = link.allocate(&rt).unwrap();
         assert_eq!(next.identifier, 0);
         assert_eq!(lock(&link.sockets).len(), 2);
-        assert!(!Arc::ptr_eq(&next.shared, &zero.shared));
+        assert!(!Arc::ptr_eq(&next.shared, &last.shared));
         let stats = client.stats();
-        assert_eq!((stats[0].sockets, stats[0].outstanding), (2, 257));
-        drop((held, zero, next, b));
+        assert_eq!((stats[0].sockets, stats[0].outstanding), (2, 225));
+        drop((held, last, extra, next, b));
         assert_eq!(client.stats()[0].outstanding, 0);
     }
 
