@@ -8,6 +8,9 @@
 //!   `target/bench/report.json`.
 //! - `fuzz [--seconds N]`: runs each cargo-fuzz target of `fuzz/` for N seconds (default 60) and
 //!   prints the executions and crashes of each (installs cargo-fuzz when missing and permitted).
+//! - `soak [--minutes N]`: builds and runs the soak test (release) for N minutes (default 10):
+//!   load from several processes against Redis and FreeRADIUS under injected faults, then the
+//!   books; `ci` runs it for one minute after the tests.
 //!
 //! Installing packages is permitted when running as root with `apt-get` available, unless
 //! `AAA_NO_INSTALL=1`; otherwise a missing package is a loud failure naming the command that
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         "ci" => ci(&root),
         "bench" => bench(&root, rest),
         "fuzz" => fuzz(&root, rest),
+        "soak" => soak(&root, rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -98,9 +102,10 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: cargo xtask <task>
   test [-- <cargo test args>]   every test (installs test servers when missing and permitted)
-  ci                            fmt --check, clippy -D warnings, doc -D warnings, then test
+  ci                            fmt --check, clippy -D warnings, doc -D warnings, test, soak 1 min
   bench [--quick]               benchmarks against their anchors; target/bench/report.json
-  fuzz [--seconds N]            each cargo-fuzz target for N seconds (default 60)";
+  fuzz [--seconds N]            each cargo-fuzz target for N seconds (default 60)
+  soak [--minutes N]            load from several processes under faults, then the books (default 10)";
 
 fn project_root() -> PathBuf {
     let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
@@ -231,7 +236,9 @@ fn ci(root: &Path) -> Result<(), String> {
         "cargo doc --workspace --no-deps (warnings denied)",
     )?;
 
-    test(root, &[])
+    test(root, &[])?;
+
+    soak(root, &["--minutes".to_owned(), "1".to_owned()])
 }
 
 fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
@@ -251,6 +258,36 @@ fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
     cmd.arg(&out);
     cmd.args(extra);
     run(root, cmd, "benchmarks (release)")
+}
+
+fn soak(root: &Path, extra: &[String]) -> Result<(), String> {
+    let mut minutes: u64 = 10;
+    let mut args = extra.iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--minutes" => {
+                minutes = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|&n| n > 0)
+                    .ok_or("--minutes needs a whole number of at least 1")?;
+            }
+            other => return Err(format!("unknown soak argument {other:?}")),
+        }
+    }
+    ensure_packages(TEST_PACKAGES)?;
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "aaa-soak",
+        "--",
+        "--minutes",
+    ]);
+    cmd.arg(minutes.to_string());
+    run(root, cmd, &format!("soak for {minutes} min (release)"))
 }
 
 /// The cargo-fuzz targets of `fuzz/`.
