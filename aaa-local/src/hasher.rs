@@ -1,10 +1,11 @@
 //! argon2id hashing and verification, with counters. Runs on blocking threads only.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use argon2::password_hash::phc::PasswordHash;
-use argon2::{Algorithm, Argon2, PasswordHasher, PasswordVerifier, Version};
+use argon2::{Algorithm, Argon2, Block, PasswordHasher, Version};
+use subtle::ConstantTimeEq as _;
 
 use crate::HashParams;
 use crate::error::{HashError, LocalError};
@@ -18,9 +19,50 @@ const POLICY_SALT_BYTES: usize = 16;
 /// Shortest output of a hash at policy (bytes); shorter ones are re-hashed.
 const POLICY_OUTPUT_BYTES: usize = 32;
 
+/// argon2's working memory, reused across verifications.
+///
+/// Every login verifies a hash, and each verification needs `m_kib` KiB (19 MiB by default).
+/// Allocated and freed per login, such blocks fragment glibc's heap once its mmap threshold has
+/// risen past them: a process's RSS then climbs to many times the bound. Reusing at most one
+/// buffer per concurrent hash (the semaphore's bound) keeps the memory at
+/// `max_concurrent_hashes × m_kib`, whatever the allocator does.
+#[derive(Debug, Default)]
+struct BlockPool {
+    free: Mutex<Vec<Vec<Block>>>,
+}
+
+/// More than the semaphore ever lets run at once; a guard against unbounded growth only.
+const MAX_POOLED_BUFFERS: usize = 256;
+
+impl BlockPool {
+    /// A buffer of at least `count` blocks.
+    fn take(&self, count: usize) -> Result<Vec<Block>, LocalError> {
+        let mut buf = self
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default();
+        if buf.len() < count {
+            buf.try_reserve_exact(count - buf.len())
+                .map_err(|_| LocalError::Hash(HashError::params(argon2::Error::OutOfMemory)))?;
+            buf.resize(count, Block::default());
+        }
+        Ok(buf)
+    }
+
+    fn give(&self, buf: Vec<Block>) {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        if free.len() < MAX_POOLED_BUFFERS {
+            free.push(buf);
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Hasher {
     policy: HashParams,
+    pool: BlockPool,
     params: argon2::Params,
     /// A hash of `DUMMY_PASSWORD` at the policy parameters, made once, on first use.
     dummy: OnceLock<String>,
@@ -34,6 +76,7 @@ impl Hasher {
     pub(crate) fn new(policy: HashParams, params: argon2::Params) -> Self {
         Self {
             policy,
+            pool: BlockPool::default(),
             params,
             dummy: OnceLock::new(),
             verifications: AtomicU64::new(0),
@@ -69,18 +112,39 @@ impl Hasher {
     }
 
     /// Whether `password` matches the PHC string `phc` (with the parameters stored in it).
-    /// The comparison is constant-time.
+    /// The comparison is constant-time; argon2's memory comes from the pool.
     pub(crate) fn verify(&self, password: &[u8], phc: &str) -> Result<bool, LocalError> {
         #[cfg(test)]
         let _busy = self.concurrency.enter();
-        let parsed =
-            PasswordHash::new(phc).map_err(|e| LocalError::Hash(HashError::hash(e.into())))?;
+        let fail = |e: argon2::password_hash::Error| LocalError::Hash(HashError::hash(e));
+        let parsed = PasswordHash::new(phc).map_err(|e| fail(e.into()))?;
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        match Argon2::default().verify_password(password, &parsed) {
-            Ok(()) => Ok(true),
-            Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
-            Err(e) => Err(LocalError::Hash(HashError::hash(e))),
-        }
+        let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+            return Ok(false);
+        };
+        let algorithm = Algorithm::try_from(parsed.algorithm.as_str()).map_err(fail)?;
+        let version = parsed
+            .version
+            .map(Version::try_from)
+            .transpose()
+            .map_err(|e| fail(e.into()))?
+            .unwrap_or_default();
+        let params = argon2::Params::try_from(&parsed).map_err(fail)?;
+        let argon2 = Argon2::new(algorithm, version, params.clone());
+        let mut out = [0u8; 64];
+        let expected: &[u8] = expected.as_ref();
+        let Some(out) = out.get_mut(..expected.len()) else {
+            return Ok(false);
+        };
+        let count = params.block_count();
+        let mut blocks = self.pool.take(count)?;
+        let result = match blocks.get_mut(..count) {
+            Some(memory) => argon2.hash_password_into_with_memory(password, salt, out, memory),
+            None => Err(argon2::Error::OutOfMemory),
+        };
+        self.pool.give(blocks);
+        result.map_err(|e| fail(e.into()))?;
+        Ok(bool::from(out.ct_eq(expected)))
     }
 
     /// Makes the dummy hash if it does not exist yet.

@@ -44,20 +44,9 @@ pub(crate) struct Options {
     pub(crate) keep: bool,
     /// argon2id with `HashParams::insecure_for_tests` (for comparison runs only).
     pub(crate) cheap_hash: bool,
-    /// Run the workers with glibc's default malloc settings (see [`MALLOC_SETTING`]).
-    pub(crate) malloc_default: bool,
     /// Redis without persistence: a negative control, whose books must show lost sessions.
     pub(crate) volatile_redis: bool,
 }
-
-/// The workers' malloc setting, unless `--malloc-default`: a fixed mmap threshold. With
-/// glibc's default (a threshold that rises to the size of the largest block freed), the
-/// 19 MiB argon2id blocks of the local logins come from the heap after the first one and are
-/// kept there, fragmented: each worker's RSS climbs to 250–370 MiB in a minute although at
-/// most 2 hashes (38 MiB) run at once. With the fixed threshold every block is mapped and
-/// unmapped, and the peak is about 46 MiB. Fixing this in aaa-local (a pool of
-/// `max_concurrent_hashes` argon2 buffers) would make this setting unnecessary.
-pub(crate) const MALLOC_SETTING: (&str, &str) = ("MALLOC_MMAP_THRESHOLD_", "131072");
 
 /// One fault as it was carried out.
 #[derive(Debug, Clone)]
@@ -323,10 +312,9 @@ fn run(opts: &Options) -> Result<bool, String> {
         let log = std::fs::File::create(config::log_path(&dir, index))
             .map_err(|e| format!("worker log: {e}"))?;
         let log2 = log.try_clone().map_err(|e| format!("worker log: {e}"))?;
+        // Workers run with the allocator's defaults: aaa-local reuses argon2's memory, so RSS
+        // stays bounded without tuning malloc (checked by the books).
         let mut command = Command::new(&exe);
-        if !opts.malloc_default {
-            command.env(MALLOC_SETTING.0, MALLOC_SETTING.1);
-        }
         let child = command
             .arg("worker")
             .arg("--config")

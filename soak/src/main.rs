@@ -67,7 +67,6 @@ const USAGE: &str = "usage: aaa-soak [options]
   --seed S           seed of the operation mix (default: the time)
   --keep             keep the run directory (always kept when a check fails)
   --cheap-hash       argon2id with test parameters instead of the defaults
-  --malloc-default   run the workers with glibc's default malloc settings
   --volatile-redis   Redis without persistence: a negative control (sessions are lost)
        aaa-soak worker --config FILE";
 
@@ -114,7 +113,6 @@ fn main() {
         seed: config::unix_ms(),
         keep: false,
         cheap_hash: false,
-        malloc_default: false,
         volatile_redis: false,
     };
     while let Some(a) = args.next() {
@@ -128,7 +126,6 @@ fn main() {
             "--seed" => opts.seed = number(&mut args, "--seed"),
             "--keep" => opts.keep = true,
             "--cheap-hash" => opts.cheap_hash = true,
-            "--malloc-default" => opts.malloc_default = true,
             "--volatile-redis" => opts.volatile_redis = true,
             "-h" | "--help" => {
                 println!("{USAGE}");

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::coordinator::{Books, FaultRecord, MALLOC_SETTING, Options};
+use crate::coordinator::{Books, FaultRecord, Options};
 use crate::faults::Action;
 use crate::report::{OpStats, RadiusCounters, RadiusSample, WorkerReport};
 
@@ -126,15 +126,10 @@ pub(crate) fn print(run: &Run) -> bool {
         out,
         "Redis: {} · RADIUS: primary and secondary FreeRADIUS, 200 ms initial wait, 2 \
          retransmissions, 600 ms per server, dead time {} s · local accounts: argon2id {} · \
-         workers' malloc: {} · hang bound 10 s · seed {:#x} · end to end {:.1} s\n",
+         hang bound 10 s · seed {:#x} · end to end {:.1} s\n",
         run.durability,
         run.radius_dead_time_ms / 1000,
         run.hash_params,
-        if o.malloc_default {
-            "glibc defaults".to_owned()
-        } else {
-            format!("{}={}", MALLOC_SETTING.0, MALLOC_SETTING.1)
-        },
         o.seed,
         run.elapsed.as_secs_f64()
     );
