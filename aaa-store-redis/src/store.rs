@@ -298,6 +298,18 @@ impl RedisStore {
         id_only: bool,
     ) -> Result<Option<Validated>, RedisStoreError> {
         const OP: &str = "validate";
+        // Fast path: a plain GET (pipelined with every other request on the multiplexed
+        // connection) answers most validations: those that need no write because the session
+        // was touched less than `granularity` ago (or `touch` is off) and whose deadlines are in
+        // the value itself. Anything else — a touch due, no timeouts (the deadline is in the
+        // index), an expired or missing session, a value that does not decode — goes through
+        // the script, which decides atomically. A read never recreates anything.
+        if let Some(answer) = self
+            .validate_read_only(key, now, touch, granularity, id_only)
+            .await?
+        {
+            return Ok(Some(answer));
+        }
         let mut item = [0u8; ITEM];
         let (member, rest) = item.split_at_mut(32);
         member.copy_from_slice(key.as_bytes());
@@ -333,6 +345,56 @@ impl RedisStore {
             },
             _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
         }
+    }
+
+    /// The read-only part of a validation: `Some` when a plain GET settles it as live with
+    /// nothing to write; `None` when the script must decide.
+    async fn validate_read_only(
+        &self,
+        key: &CookieHash,
+        now: SystemTime,
+        touch: bool,
+        granularity: Duration,
+        id_only: bool,
+    ) -> Result<Option<Validated>, RedisStoreError> {
+        const OP: &str = "validate";
+        let mut name = self.shared.keys.s.clone();
+        name.extend_from_slice(key.as_bytes());
+        let cmd = redis::cmd("GET").arg(name).clone();
+        let cmd = &cmd;
+        let value: Option<Vec<u8>> = self
+            .shared
+            .run(OP, |mut conn| async move {
+                cmd.query_async(&mut conn)
+                    .await
+                    .map_err(|source| RedisStoreError::Redis {
+                        operation: OP,
+                        source,
+                    })
+            })
+            .await?;
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        // A value that does not decode is for the script (and then `decode`) to report.
+        let Ok(record) = decode(*key, &value) else {
+            return Ok(None);
+        };
+        if record.idle_timeout.is_none() && record.absolute_deadline.is_none() {
+            return Ok(None);
+        }
+        if !record.is_live(now) {
+            return Ok(None);
+        }
+        let since = now.duration_since(record.last_activity).unwrap_or_default();
+        if touch && now > record.last_activity && since >= granularity {
+            return Ok(None);
+        }
+        Ok(Some(if id_only {
+            Validated::Id(record.id)
+        } else {
+            Validated::Record(record)
+        }))
     }
 
     /// One validation, sent with whichever others are waiting; its entry of the script's reply.
