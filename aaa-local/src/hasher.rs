@@ -254,6 +254,45 @@ mod tests {
         assert!(!h.verify("x".repeat(64).as_bytes(), &hl).unwrap());
     }
 
+    /// The pooled verifier agrees with the argon2 crate's own verifier on hashes of every
+    /// variant, salt length, output length and memory size (buffers are reused across sizes).
+    #[test]
+    fn pooled_verify_matches_the_reference() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let h = hasher(HashParams::insecure_for_tests());
+        let cases = [
+            (Algorithm::Argon2id, 256, 1, 1, 32, &b"saltsaltsaltsalt"[..]),
+            (Algorithm::Argon2i, 512, 2, 1, 32, b"saltsalt"),
+            (Algorithm::Argon2d, 128, 1, 2, 16, b"somesaltsomesaltsome"),
+            (Algorithm::Argon2id, 1024, 1, 1, 64, b"anothersalt"),
+            (Algorithm::Argon2id, 256, 3, 1, 24, b"saltsaltsaltsalt"),
+        ];
+        for (alg, m, t, p, out, salt) in cases {
+            let params = argon2::Params::new(m, t, p, Some(out)).unwrap();
+            let reference = Argon2::new(alg, Version::V0x13, params);
+            let phc = reference
+                .hash_password_with_salt(b"pa55word", salt)
+                .unwrap()
+                .to_string();
+            for (pw, ok) in [(&b"pa55word"[..], true), (b"pa55worD", false), (b"", false)] {
+                let want = reference.verify_password(pw, phc.as_str()).is_ok();
+                assert_eq!(want, ok, "{phc}");
+                assert_eq!(h.verify(pw, &phc).unwrap(), ok, "{phc}");
+            }
+        }
+        // Version 0x10 hashes verify too.
+        let params = argon2::Params::new(256, 1, 1, None).unwrap();
+        let old = Argon2::new(Algorithm::Argon2id, Version::V0x10, params);
+        let phc = old
+            .hash_password_with_salt(b"pw-old", b"saltsaltsaltsalt")
+            .unwrap()
+            .to_string();
+        assert!(phc.starts_with("$argon2id$v=16$"), "{phc}");
+        assert!(h.verify(b"pw-old", &phc).unwrap(), "{phc}");
+        assert!(!h.verify(b"pw-new", &phc).unwrap());
+        assert!(h.pool.free.lock().unwrap().len() <= 2, "buffers are reused");
+    }
+
     #[test]
     fn weakness() {
         let policy = hasher(HashParams::new(512, 2, 1));
