@@ -315,7 +315,15 @@ impl SessionManager {
             Some(session),
             inner.control.clone(),
         );
-        Ok(Some(inner.cache.insert_or_get(key, user, id)))
+        let user = inner.cache.insert_or_get(key, user, id);
+        // A logout, clear or claim in this process may have removed the record between the
+        // store's answer and the insert (its eviction then found nothing to evict): check once
+        // more, so an ended session is never left in the cache.
+        if inner.store.contains(&[key], now).await?.first() != Some(&true) {
+            inner.evict(&key);
+            return Ok(None);
+        }
+        Ok(Some(user))
     }
 
     /// Every live session in the store (all processes), oldest first. Never a cookie.
@@ -562,11 +570,11 @@ impl Inner {
     async fn end(&self, session: &ActiveSession) -> Result<(), AaaError> {
         let record = self.store.remove(&session.key).await?;
         let now = self.clock.now();
+        // Whatever instance this process cached for the session is told it ended.
+        self.evict(&session.key);
         let Some(record) = record else {
-            self.cache.remove(&session.key);
             return Err(AaaError::SessionDoesNotExist);
         };
-        self.cache.remove(&session.key);
         match record.expiry(now) {
             Some(cause) => {
                 self.ended(&record, cause, now);

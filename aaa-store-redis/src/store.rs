@@ -289,7 +289,31 @@ impl RedisStore {
             .await
     }
 
+    /// A validation, within one operation budget whether it needs one call or two.
     async fn validate_inner(
+        &self,
+        key: &CookieHash,
+        now: SystemTime,
+        touch: bool,
+        granularity: Duration,
+        id_only: bool,
+    ) -> Result<Option<Validated>, RedisStoreError> {
+        let budget = self.shared.config.operation_timeout();
+        match tokio::time::timeout(
+            budget,
+            self.validate_steps(key, now, touch, granularity, id_only),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(RedisStoreError::Timeout {
+                operation: "validate",
+                timeout: budget,
+            }),
+        }
+    }
+
+    async fn validate_steps(
         &self,
         key: &CookieHash,
         now: SystemTime,
@@ -475,7 +499,7 @@ impl RedisStore {
             .key(&keys.ids)
             .arg(key.as_bytes().as_slice())
             .arg(&keys.u);
-        match self.shared.invoke(OP, &inv).await? {
+        match self.shared.invoke_once(OP, &inv).await? {
             Value::Nil => Ok(None),
             Value::BulkString(v) => decode(*key, &v).map(Some),
             _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
@@ -494,7 +518,7 @@ impl RedisStore {
             .arg(id.as_u64().to_be_bytes().as_slice())
             .arg(&keys.s)
             .arg(&keys.u);
-        match self.shared.invoke(OP, &inv).await? {
+        match self.shared.invoke_once(OP, &inv).await? {
             Value::Nil => Ok(None),
             Value::Array(items) => match items.as_slice() {
                 [Value::BulkString(m), Value::BulkString(v)] => decode(key_of(m)?, v).map(Some),
@@ -568,7 +592,7 @@ impl RedisStore {
             .arg(max)
             .arg(&keys.s)
             .arg(&keys.u);
-        let Value::Array(items) = self.shared.invoke(OP, &inv).await? else {
+        let Value::Array(items) = self.shared.invoke_once(OP, &inv).await? else {
             return Err(RedisStoreError::UnexpectedReply { operation: OP });
         };
         let mut out = Vec::with_capacity(items.len() / 2);
@@ -694,6 +718,13 @@ async fn open(config: &RedisConfig) -> Result<(Conn, Option<Rebuild>), RedisStor
     }
 }
 
+/// Whether an operation may be sent again when its connection dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    IfConnectionLost,
+    Never,
+}
+
 /// The batching task: takes the validations waiting, sends up to `MAX_BATCH` of them in one
 /// script call, with up to `MAX_IN_FLIGHT` calls at once. Ends when the store is dropped.
 async fn batch_validations(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) {
@@ -793,10 +824,29 @@ impl Shared {
         F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisStoreError>>,
     {
+        self.run_with(operation, Resend::IfConnectionLost, f).await
+    }
+
+    /// Runs `f` within the operation's time budget. With `Resend::IfConnectionLost`, an
+    /// operation whose connection dropped is sent once more on a fresh one: only for operations
+    /// whose *answer*, not only their effect, is the same the second time (reads, create,
+    /// validate). A remove or a claim that ran before the connection dropped would answer
+    /// "nothing" the second time, and its end would never be reported: those are sent once
+    /// (`Resend::Never`), and a lost connection is their error.
+    async fn run_with<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        resend: Resend,
+        f: F,
+    ) -> Result<T, RedisStoreError>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = Result<T, RedisStoreError>>,
+    {
         let budget = self.config.operation_timeout();
         let attempt = async {
             match f(self.conn()).await {
-                Err(e) if e.is_connection_lost() => {
+                Err(e) if e.is_connection_lost() && resend == Resend::IfConnectionLost => {
                     tracing::debug!(target: "aaa::store::redis", operation, error = %e, "connection lost; sending again");
                     f(self.conn()).await
                 }
@@ -823,7 +873,26 @@ impl Shared {
         operation: &'static str,
         inv: &ScriptInvocation<'_>,
     ) -> Result<Value, RedisStoreError> {
-        self.run(operation, |mut conn| async move {
+        self.invoke_with(operation, Resend::IfConnectionLost, inv)
+            .await
+    }
+
+    /// A script whose answer reports what it removed (remove, remove by id, claim): sent once.
+    async fn invoke_once(
+        &self,
+        operation: &'static str,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<Value, RedisStoreError> {
+        self.invoke_with(operation, Resend::Never, inv).await
+    }
+
+    async fn invoke_with(
+        &self,
+        operation: &'static str,
+        resend: Resend,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<Value, RedisStoreError> {
+        self.run_with(operation, resend, |mut conn| async move {
             inv.invoke_async::<Value>(&mut conn)
                 .await
                 .map_err(|source| RedisStoreError::Redis { operation, source })
