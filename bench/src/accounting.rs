@@ -13,7 +13,6 @@
 
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,7 +23,6 @@ use testkit::radius::{FreeRadius, FreeRadiusOptions};
 
 use crate::report::{Better, Row};
 
-const RADCLIENT: &str = "/usr/bin/radclient";
 const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 /// Records outstanding at once for radclient (`-p`).
 const OUTSTANDING: usize = 255;
@@ -132,14 +130,7 @@ async fn our_round(accounting: &Accounting, count: usize, first_id: usize) -> (f
     )
 }
 
-/// What radclient reported.
-struct RadclientRun {
-    seconds: f64,
-    /// Requests not acknowledged.
-    lost: usize,
-}
-
-async fn radclient(server: &FreeRadius, count: usize) -> RadclientRun {
+async fn radclient(server: &FreeRadius, count: usize) -> crate::radius::RadclientRun {
     let (addr, secret) = (server.acct_addr(), server.secret().to_owned());
     match tokio::task::spawn_blocking(move || run_radclient(addr, &secret, count)).await {
         Ok(run) => run,
@@ -147,7 +138,7 @@ async fn radclient(server: &FreeRadius, count: usize) -> RadclientRun {
     }
 }
 
-fn run_radclient(addr: SocketAddr, secret: &str, count: usize) -> RadclientRun {
+fn run_radclient(addr: SocketAddr, secret: &str, count: usize) -> crate::radius::RadclientRun {
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => panic!("cannot create a temporary directory: {e}"),
@@ -168,51 +159,5 @@ fn run_radclient(addr: SocketAddr, secret: &str, count: usize) -> RadclientRun {
     if let Err(e) = write {
         panic!("cannot write {}: {e}", file.display());
     }
-    let start = Instant::now();
-    let out = match Command::new(RADCLIENT)
-        .args([
-            "-q",
-            "-s",
-            "-t",
-            "1",
-            "-r",
-            "4",
-            "-p",
-            &OUTSTANDING.to_string(),
-            "-f",
-        ])
-        .arg(&file)
-        .arg(addr.to_string())
-        .arg("acct")
-        .arg(secret)
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            panic!("{RADCLIENT} is missing: apt-get install freeradius-utils")
-        }
-        Err(e) => panic!("cannot run {RADCLIENT}: {e}"),
-    };
-    let seconds = start.elapsed().as_secs_f64();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let accepted = text
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            (k.trim() == "Accepted")
-                .then(|| v.trim().parse::<usize>().ok())
-                .flatten()
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no \"Accepted\" in radclient's summary ({}): {text}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    RadclientRun {
-        seconds,
-        lost: count.saturating_sub(accepted),
-    }
+    crate::radius::radclient_file(&file, addr, "acct", secret, count, OUTSTANDING)
 }

@@ -77,10 +77,10 @@ async fn login(radius: &RadiusAuthenticator) -> bool {
 }
 
 /// What radclient reported.
-struct RadclientRun {
-    seconds: f64,
+pub(crate) struct RadclientRun {
+    pub(crate) seconds: f64,
     /// Requests not accepted (every request is one the server accepts when it answers).
-    lost: usize,
+    pub(crate) lost: usize,
 }
 
 /// Runs radclient (on a blocking thread) on `count` copies of the admin's Access-Request with
@@ -112,6 +112,19 @@ fn run_radclient(addr: SocketAddr, secret: &str, count: usize, parallel: usize) 
     if let Err(e) = write {
         panic!("cannot write {}: {e}", file.display());
     }
+    radclient_file(&file, addr, "auth", secret, count, parallel)
+}
+
+/// Runs radclient on the request file `file` (`count` requests, `kind` `auth` or `acct`) with
+/// `parallel` outstanding, and reads its summary: time taken and requests not accepted.
+pub(crate) fn radclient_file(
+    file: &std::path::Path,
+    addr: SocketAddr,
+    kind: &str,
+    secret: &str,
+    count: usize,
+    parallel: usize,
+) -> RadclientRun {
     let start = Instant::now();
     let out = match Command::new(RADCLIENT)
         .args([
@@ -125,9 +138,9 @@ fn run_radclient(addr: SocketAddr, secret: &str, count: usize, parallel: usize) 
             &parallel.to_string(),
             "-f",
         ])
-        .arg(&file)
+        .arg(file)
         .arg(addr.to_string())
-        .arg("auth")
+        .arg(kind)
         .arg(secret)
         .stdin(Stdio::null())
         .output()
