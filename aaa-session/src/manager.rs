@@ -278,11 +278,16 @@ impl SessionManager {
         let granularity = inner.config.touch_granularity;
         // Fast path: this process has the user; the store only confirms the session lives.
         if let Some((cached, user)) = inner.cache.entry(&key) {
-            match inner
-                .store
-                .validate_id(&key, now, touch, granularity)
-                .await?
-            {
+            let answer = match inner.store.validate_id_now(&key, now, touch, granularity) {
+                Some(answer) => answer?,
+                None => {
+                    inner
+                        .store
+                        .validate_id(&key, now, touch, granularity)
+                        .await?
+                }
+            };
+            match answer {
                 Some(id) if id == cached => return Ok(Some(user)),
                 Some(_) => {}
                 None => {

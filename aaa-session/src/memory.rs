@@ -230,6 +230,23 @@ impl SessionStore for MemoryStore {
         Ok(live_touched(map.get(key), now, touch, touch_granularity).map(Entry::snapshot))
     }
 
+    fn validate_id_now(
+        &self,
+        key: &CookieHash,
+        now: SystemTime,
+        touch: bool,
+        touch_granularity: Duration,
+    ) -> Option<Result<Option<SessionId>, StoreError>> {
+        let map = read(self.shard(key));
+        Some(Ok(live_touched(
+            map.get(key),
+            now,
+            touch,
+            touch_granularity,
+        )
+        .map(|e| e.id)))
+    }
+
     async fn validate_id(
         &self,
         key: &CookieHash,
