@@ -2,28 +2,10 @@
 //! file read back).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failure
 
-use std::time::Duration;
-
-use assert_cmd::Command;
 use testkit::radius::{ADMIN, DetailRecord, FreeRadius};
 
-fn aaa(dir: &std::path::Path, config: &str) -> Command {
-    let path = dir.join("aaa.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[local]\naccounts = \"{}\"\n{config}",
-            dir.join("accounts.toml").display()
-        ),
-    )
-    .unwrap();
-    let mut c = Command::cargo_bin("aaa").unwrap();
-    c.env_clear()
-        .env("HOME", dir)
-        .env("AAA_CONFIG", &path)
-        .timeout(Duration::from_secs(60));
-    c
-}
+mod common;
+use common::aaa;
 
 fn from(radius: &FreeRadius, addr: &str) -> Vec<DetailRecord> {
     radius

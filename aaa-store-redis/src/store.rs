@@ -272,21 +272,10 @@ impl RedisStore {
 
     /// Checks that Redis answers (on the node that serves this prefix, for a cluster).
     pub async fn ping(&self) -> Result<(), RedisStoreError> {
-        let shared = &self.shared;
-        shared
-            .run("ping", |mut conn| async move {
-                // A keyed command, so that on a cluster it reaches the node of this prefix.
-                let _: i64 = redis::cmd("EXISTS")
-                    .arg(&shared.keys.dl)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|source| RedisStoreError::Redis {
-                        operation: "ping",
-                        source,
-                    })?;
-                Ok(())
-            })
-            .await
+        // A keyed command, so that on a cluster it reaches the node of this prefix.
+        let cmd = redis::cmd("EXISTS").arg(&self.shared.keys.dl).clone();
+        let _: i64 = self.shared.query("ping", &cmd).await?;
+        Ok(())
     }
 
     /// A validation, within one operation budget whether it needs one call or two.
@@ -385,18 +374,7 @@ impl RedisStore {
         let mut name = self.shared.keys.s.clone();
         name.extend_from_slice(key.as_bytes());
         let cmd = redis::cmd("GET").arg(name).clone();
-        let cmd = &cmd;
-        let value: Option<Vec<u8>> = self
-            .shared
-            .run(OP, |mut conn| async move {
-                cmd.query_async(&mut conn)
-                    .await
-                    .map_err(|source| RedisStoreError::Redis {
-                        operation: OP,
-                        source,
-                    })
-            })
-            .await?;
+        let value: Option<Vec<u8>> = self.shared.query(OP, &cmd).await?;
         let Some(value) = value else {
             return Ok(None);
         };
@@ -628,18 +606,7 @@ impl RedisStore {
             for k in chunk {
                 cmd.arg(k.as_bytes().as_slice());
             }
-            let cmd = &cmd;
-            let scores: Vec<Option<f64>> = self
-                .shared
-                .run(OP, |mut conn| async move {
-                    cmd.query_async(&mut conn)
-                        .await
-                        .map_err(|source| RedisStoreError::Redis {
-                            operation: OP,
-                            source,
-                        })
-                })
-                .await?;
+            let scores: Vec<Option<f64>> = self.shared.query(OP, &cmd).await?;
             if scores.len() != chunk.len() {
                 return Err(RedisStoreError::UnexpectedReply { operation: OP });
             }
@@ -866,6 +833,21 @@ impl Shared {
             self.renew();
         }
         result
+    }
+
+    /// One plain command, resent once if its connection dropped (only for commands whose answer
+    /// is the same the second time: reads).
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        cmd: &Cmd,
+    ) -> Result<T, RedisStoreError> {
+        self.run(operation, |mut conn| async move {
+            cmd.query_async(&mut conn)
+                .await
+                .map_err(|source| RedisStoreError::Redis { operation, source })
+        })
+        .await
     }
 
     async fn invoke(
