@@ -66,7 +66,10 @@
 //! - `create`: one script checks that neither the key nor the id exists, counts the user's live
 //!   sessions and the live sessions in total (a session past its deadline does not count, even
 //!   before it is claimed), then writes the value with its TTL and all index entries.
-//! - `validate`: one script reads the value and decides from its deadlines (for a session
+//! - `validate`: first a plain `GET` (pipelined with every other request on the connection):
+//!   when the value says the session is live and no touch is due (or `touch` is off), that is
+//!   the answer — a read, which writes and recreates nothing. Otherwise one script reads the
+//!   value and decides from its deadlines (for a session
 //!   without timeouts, from the deadline index, which holds its backstop); absent or past its
 //!   deadline is "no session" (an expired session stays for the reaper, a removed one is never
 //!   recreated). A touch rewrites the last-activity field in place (`SETRANGE`), moves the
@@ -102,7 +105,10 @@
 //! multiplexed connection, reconnecting), a cluster through its async cluster connection; both
 //! speak RESP3, so a connection the server closes (idle `timeout`, restart) is replaced at once.
 //! Every call is bounded by `connect_timeout + response_timeout` (defaults 1 s + 500 ms, well
-//! inside a login's budget) and is sent once more if the connection was lost under it. Redis
+//! inside a login's budget). A call whose connection was lost under it is sent once more,
+//! except `remove`, `remove_by_id` and `claim_expired`: had the first run removed the records,
+//! the second would answer "nothing" and their end would never be reported, so a lost
+//! connection is their error (the outcome is unknown; the caller keeps the session). Redis
 //! down means an error — [`StoreErrorKind::Unreachable`](aaa_core::StoreErrorKind::Unreachable)
 //! or [`Timeout`](aaa_core::StoreErrorKind::Timeout) — from every call, never a session and
 //! never a hang; Redis back means the next calls succeed, without restarting the process.
