@@ -50,6 +50,7 @@ mod auth;
 mod clock;
 mod cookie;
 mod error;
+mod live;
 mod observer;
 mod session;
 mod store;
@@ -69,6 +70,7 @@ pub use error::{
     AaaError, BoxError, ConfigError, InvalidInput, LimitScope, MechanismFailure, StoreError,
     StoreErrorKind, Unavailable,
 };
+pub use live::{LiveRef, LiveSlots};
 pub use observer::SessionObserver;
 pub use session::{EndCause, SessionInfo, SessionRecord, from_unix_ms, truncate_ms, unix_ms};
 pub use store::{CreateOutcome, SessionLimits, SessionStore};

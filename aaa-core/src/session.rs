@@ -7,9 +7,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::{CookieHash, Mechanism, SessionId};
 
 /// Milliseconds since the Unix epoch (0 for times before it).
+#[inline]
 pub fn unix_ms(t: SystemTime) -> u64 {
+    // Seconds and sub-second millis: the same value as `as_millis`, without 128-bit division.
     t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map(|d| {
+            d.as_secs()
+                .saturating_mul(1000)
+                .saturating_add(u64::from(d.subsec_millis()))
+        })
         .unwrap_or(0)
 }
 

@@ -1,11 +1,12 @@
 //! The `SessionStore` trait: where sessions live (memory, Redis, …).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::{CookieHash, SessionId, SessionRecord, StoreError};
+use crate::{CookieHash, LiveRef, LiveSlots, SessionId, SessionRecord, StoreError};
 
 /// Limits a store enforces atomically when it creates a session.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -89,6 +90,20 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
         touch_granularity: Duration,
     ) -> Option<Result<Option<SessionId>, StoreError>> {
         let _ = (key, now, touch, touch_granularity);
+        None
+    }
+
+    /// The [`LiveSlots`] of an in-process store that keeps its sessions' live state there, so a
+    /// session manager can check a cached session without asking the store (the slots are the
+    /// store's own state: an end in the store is seen at once). The default is `None`.
+    fn live_slots(&self) -> Option<Arc<LiveSlots>> {
+        None
+    }
+
+    /// The id and [`LiveRef`] of the live session under `key` at `now`, in
+    /// [`live_slots`](Self::live_slots). The default is `None`.
+    fn live_ref(&self, key: &CookieHash, now: SystemTime) -> Option<(SessionId, LiveRef)> {
+        let _ = (key, now);
         None
     }
 

@@ -1,22 +1,24 @@
 //! `SessionManager`: cookies, the per-process instance cache, timeouts and the reaper.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::HashSet;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use aaa_core::{
     AaaError, ActiveSession, Clock, ConfigError, CookieHash, CookieHashBuilder, CreateOutcome,
-    EndCause, ExosUser, Identity, LimitScope, Mechanism, SessionControl, SessionCookie, SessionId,
-    SessionInfo, SessionLimits, SessionObserver, SessionRecord, SessionStore, SystemClock,
-    async_trait, truncate_ms,
+    EndCause, ExosUser, Identity, LimitScope, LiveRef, LiveSlots, Mechanism, SessionControl,
+    SessionCookie, SessionId, SessionInfo, SessionLimits, SessionObserver, SessionRecord,
+    SessionStore, SystemClock, async_trait, truncate_ms, unix_ms,
 };
 use tokio::task::JoinHandle;
 
 /// How many times `start_session` draws a new cookie and id after a collision.
 const CREATE_ATTEMPTS: u32 = 8;
-const CACHE_SHARDS: usize = 16;
+const CACHE_SHARDS: usize = 64;
 
 /// Session settings. The defaults are those of DESIGN §2.
 #[derive(Debug, Clone)]
@@ -76,8 +78,46 @@ impl SessionConfig {
     }
 }
 
-/// Each user is kept with its session id, so a hit is confirmed without locking the user.
-type CacheShard = RwLock<HashMap<CookieHash, (SessionId, Arc<ExosUser>), CookieHashBuilder>>;
+/// A cached user: one cache line, the full key (compared in constant time), the session id
+/// (a hit is confirmed without locking the user), the user, and the session's slot in the
+/// store's [`LiveSlots`] when the store has them.
+#[repr(align(64))]
+struct CacheEntry {
+    key: CookieHash,
+    id: SessionId,
+    user: Arc<ExosUser>,
+    live: Option<LiveRef>,
+}
+
+impl Borrow<CookieHash> for CacheEntry {
+    fn borrow(&self) -> &CookieHash {
+        &self.key
+    }
+}
+impl Hash for CacheEntry {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+impl PartialEq for CacheEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for CacheEntry {}
+
+/// A shard on its own cache lines, so validations on two cores do not share a lock's line.
+#[repr(align(128))]
+#[derive(Default)]
+struct CacheShard(RwLock<HashSet<CacheEntry, CookieHashBuilder>>);
+
+/// What the cache answers for a session whose live state it can check itself.
+enum LiveCheck {
+    Live(Arc<ExosUser>),
+    Gone,
+    /// Not cached, or cached without a slot: ask the store.
+    Unknown,
+}
 
 /// This process's `ExosUser` instances of live sessions, by cookie hash.
 struct Cache {
@@ -87,13 +127,41 @@ struct Cache {
 impl Cache {
     fn new() -> Self {
         Self {
-            shards: (0..CACHE_SHARDS).map(|_| RwLock::default()).collect(),
+            shards: (0..CACHE_SHARDS).map(|_| CacheShard::default()).collect(),
         }
     }
-    fn shard(&self, key: &CookieHash) -> &CacheShard {
-        let i = usize::from(key.as_bytes()[1]) % CACHE_SHARDS;
+    fn shard(&self, key: &CookieHash) -> &RwLock<HashSet<CacheEntry, CookieHashBuilder>> {
+        // Not from the first 8 bytes, which are the maps' hash: a shard's keys would share bits
+        // of it and crowd a few buckets.
+        let i = usize::from(key.as_bytes()[8]) % CACHE_SHARDS;
         #[allow(clippy::indexing_slicing)] // i < CACHE_SHARDS == self.shards.len()
-        &self.shards[i]
+        &self.shards[i].0
+    }
+    /// The fast path: the cached user of the session under `key`, checked (and slid) in the
+    /// store's slots, without asking the store.
+    #[inline]
+    fn check_live(
+        &self,
+        key: &CookieHash,
+        slots: &LiveSlots,
+        now_ms: u64,
+        touch_granularity_ms: Option<u64>,
+    ) -> LiveCheck {
+        let map = self
+            .shard(key)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(entry) = map.get(key) else {
+            return LiveCheck::Unknown;
+        };
+        let Some(live) = entry.live else {
+            return LiveCheck::Unknown;
+        };
+        if slots.check(live, now_ms, touch_granularity_ms) {
+            LiveCheck::Live(entry.user.clone())
+        } else {
+            LiveCheck::Gone
+        }
     }
     /// The cached user of session `id` under `key`.
     fn get(&self, key: &CookieHash, id: SessionId) -> Option<Arc<ExosUser>> {
@@ -103,7 +171,7 @@ impl Cache {
             .unwrap_or_else(PoisonError::into_inner)
             .get(key)
         {
-            Some((cached_id, user)) if *cached_id == id => Some(user.clone()),
+            Some(e) if e.id == id => Some(e.user.clone()),
             _ => None,
         }
     }
@@ -113,7 +181,7 @@ impl Cache {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(key)
-            .map(|(id, _)| *id)
+            .map(|e| e.id)
     }
     /// The entry cached under `key`.
     fn entry(&self, key: &CookieHash) -> Option<(SessionId, Arc<ExosUser>)> {
@@ -121,37 +189,53 @@ impl Cache {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(key)
-            .cloned()
+            .map(|e| (e.id, e.user.clone()))
     }
     /// Inserts `user` unless an instance of the same session is there; returns the one kept.
-    fn insert_or_get(&self, key: CookieHash, user: Arc<ExosUser>, id: SessionId) -> Arc<ExosUser> {
+    fn insert_or_get(
+        &self,
+        key: CookieHash,
+        user: Arc<ExosUser>,
+        id: SessionId,
+        live: Option<LiveRef>,
+    ) -> Arc<ExosUser> {
         let mut map = self
             .shard(&key)
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        match map.get(&key) {
-            Some((cached_id, existing)) if *cached_id == id => existing.clone(),
-            _ => {
-                map.insert(key, (id, user.clone()));
-                user
+        let user = match map.get(&key) {
+            Some(e) if e.id == id => {
+                if e.live.is_some() || live.is_none() {
+                    return e.user.clone();
+                }
+                // Same instance, now with its slot.
+                e.user.clone()
             }
-        }
+            _ => user,
+        };
+        map.replace(CacheEntry {
+            key,
+            id,
+            user: user.clone(),
+            live,
+        });
+        user
     }
     fn remove(&self, key: &CookieHash) -> Option<Arc<ExosUser>> {
         self.shard(key)
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(key)
-            .map(|(_, user)| user)
+            .take(key)
+            .map(|e| e.user)
     }
     fn keys(&self) -> Vec<CookieHash> {
         self.shards
             .iter()
             .flat_map(|s| {
-                s.read()
+                s.0.read()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .keys()
-                    .copied()
+                    .iter()
+                    .map(|e| e.key)
                     .collect::<Vec<_>>()
             })
             .collect()
@@ -159,7 +243,7 @@ impl Cache {
     fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len())
+            .map(|s| s.0.read().unwrap_or_else(PoisonError::into_inner).len())
             .sum()
     }
 }
@@ -170,6 +254,10 @@ struct Inner {
     config: SessionConfig,
     observers: Vec<Arc<dyn SessionObserver>>,
     cache: Cache,
+    /// The store's live slots, if it has them: cached sessions are checked there.
+    slots: Option<Arc<LiveSlots>>,
+    /// `touch_granularity` in ms, if validations touch (an idle timeout is set).
+    touch_ms: Option<u64>,
     /// Given to each `ExosUser`; weak, so users kept by the application do not keep the manager
     /// (and its cache of users) alive.
     control: Arc<Control>,
@@ -213,7 +301,14 @@ impl SessionManagerBuilder {
     /// [`SessionManager::spawn_reaper`].
     pub fn build(self) -> Result<SessionManager, AaaError> {
         self.config.check()?;
+        let slots = self.store.live_slots();
+        let touch_ms = self
+            .config
+            .idle_timeout
+            .map(|_| u64::try_from(self.config.touch_granularity.as_millis()).unwrap_or(u64::MAX));
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
+            slots,
+            touch_ms,
             store: self.store,
             clock: self.clock,
             config: self.config,
@@ -276,6 +371,20 @@ impl SessionManager {
         let now = inner.clock.now();
         let touch = inner.config.idle_timeout.is_some();
         let granularity = inner.config.touch_granularity;
+        // Fastest path: this process has the user and the store's slot of the session.
+        if let Some(slots) = &inner.slots {
+            match inner
+                .cache
+                .check_live(&key, slots, unix_ms(now), inner.touch_ms)
+            {
+                LiveCheck::Live(user) => return Ok(Some(user)),
+                LiveCheck::Gone => {
+                    inner.evict(&key);
+                    return Ok(None);
+                }
+                LiveCheck::Unknown => {}
+            }
+        }
         // Fast path: this process has the user; the store only confirms the session lives.
         if let Some((cached, user)) = inner.cache.entry(&key) {
             let answer = match inner.store.validate_id_now(&key, now, touch, granularity) {
@@ -320,7 +429,8 @@ impl SessionManager {
             Some(session),
             inner.control.clone(),
         );
-        let user = inner.cache.insert_or_get(key, user, id);
+        let live = inner.live_ref(&key, now, id);
+        let user = inner.cache.insert_or_get(key, user, id, live);
         // A logout, clear or claim in this process may have removed the record between the
         // store's answer and the insert (its eviction then found nothing to evict): check once
         // more, so an ended session is never left in the cache.
@@ -469,6 +579,15 @@ impl Drop for ReaperHandle {
 }
 
 impl Inner {
+    /// The slot of session `id` under `key`, if the store has live slots.
+    fn live_ref(&self, key: &CookieHash, now: SystemTime, id: SessionId) -> Option<LiveRef> {
+        self.slots.as_ref()?;
+        self.store
+            .live_ref(key, now)
+            .filter(|(live_id, _)| *live_id == id)
+            .map(|(_, r)| r)
+    }
+
     /// Drops whatever the cache holds under `key`, telling the user its session is gone.
     fn evict(&self, key: &CookieHash) {
         if let Some(user) = self.cache.remove(key)
@@ -534,7 +653,8 @@ impl Inner {
             };
             match self.store.create(&record, &limits).await? {
                 CreateOutcome::Created => {
-                    self.cache.insert_or_get(record.key, user.clone(), id);
+                    let live = self.live_ref(&record.key, now, id);
+                    self.cache.insert_or_get(record.key, user.clone(), id, live);
                     tracing::info!(
                         target: "aaa::session",
                         user = %record.username,

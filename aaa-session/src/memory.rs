@@ -2,59 +2,40 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
 use aaa_core::{
-    CookieHash, CookieHashBuilder, CreateOutcome, SessionId, SessionLimits, SessionRecord,
-    SessionStore, StoreError, async_trait, from_unix_ms, unix_ms,
+    CookieHash, CookieHashBuilder, CreateOutcome, LiveRef, LiveSlots, SessionId, SessionLimits,
+    SessionRecord, SessionStore, StoreError, StoreErrorKind, async_trait, from_unix_ms, unix_ms,
 };
 
 const SHARDS: usize = 64;
 
-/// A session in memory: what a validation reads sits in the map's slot (one cache line or
-/// two); the rest of the record is boxed. `last_ms` slides under a shard *read* lock, so
-/// validations of different sessions never wait on each other.
+/// A session in memory: its live state (last activity, deadlines, ended) is in the store's
+/// [`LiveSlots`], shared with the session managers that cache it; the rest of the record is
+/// boxed.
 struct Entry {
     id: SessionId,
-    last_ms: AtomicU64,
-    /// Idle timeout in ms; `u64::MAX`: none.
-    idle_ms: u64,
-    /// Absolute deadline in ms since the epoch; `u64::MAX`: none.
-    absolute_ms: u64,
+    live: LiveRef,
     record: Box<SessionRecord>,
 }
 
 impl Entry {
-    fn new(record: &SessionRecord) -> Self {
-        Self {
-            id: record.id,
-            last_ms: AtomicU64::new(unix_ms(record.last_activity)),
-            idle_ms: record.idle_timeout.map_or(u64::MAX, |t| {
-                u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
-            }),
-            absolute_ms: record.absolute_deadline.map_or(u64::MAX, unix_ms),
-            record: Box::new(record.clone()),
-        }
-    }
-    fn snapshot(&self) -> SessionRecord {
+    fn snapshot(&self, slots: &LiveSlots) -> SessionRecord {
         let mut r = (*self.record).clone();
-        r.last_activity = from_unix_ms(self.last_ms.load(Ordering::Acquire));
+        if let Some(last) = slots.last_ms(self.live) {
+            r.last_activity = from_unix_ms(last);
+        }
         r
     }
-    /// The same rule as `SessionRecord::expiry`, in whole milliseconds (the precision records
-    /// are kept in).
-    fn expired_at_ms(&self, now_ms: u64) -> bool {
-        let idle_deadline = self
-            .last_ms
-            .load(Ordering::Acquire)
-            .saturating_add(self.idle_ms);
-        (self.idle_ms != u64::MAX && idle_deadline <= now_ms)
-            || (self.absolute_ms != u64::MAX && self.absolute_ms <= now_ms)
-    }
-    fn expired_at(&self, now: SystemTime) -> bool {
-        self.expired_at_ms(unix_ms(now))
+    /// The record as it ended, its last activity `last_ms`.
+    fn ended(self, last_ms: Option<u64>) -> SessionRecord {
+        let mut r = *self.record;
+        if let Some(last) = last_ms {
+            r.last_activity = from_unix_ms(last);
+        }
+        r
     }
 }
 
@@ -80,13 +61,15 @@ impl Index {
 
 /// The in-memory session store: the embedded default, for one process.
 ///
-/// Sessions are sharded by cookie hash into 64 read/write-locked maps; a validation takes one
-/// shard's read lock and slides the idle deadline with an atomic store, so concurrent readers
-/// scale. Mutations (create, remove, claim) take a small index lock first, then one shard's
-/// write lock — always in that order.
+/// Sessions are sharded by cookie hash into 64 read/write-locked maps; their live state is in
+/// [`LiveSlots`] ([`SessionStore::live_slots`]): a validation by key takes one shard's read lock
+/// and checks (and slides) the slot with atomics, a session manager that cached the session
+/// checks the slot directly. Mutations (create, remove, claim) take a small index lock first,
+/// then one shard's write lock — always in that order — and end the slot before they return.
 pub struct MemoryStore {
     shards: Box<[Shard]>,
     index: Mutex<Index>,
+    slots: Arc<LiveSlots>,
 }
 
 impl MemoryStore {
@@ -95,6 +78,7 @@ impl MemoryStore {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             index: Mutex::default(),
+            slots: Arc::new(LiveSlots::new()),
         }
     }
 
@@ -109,7 +93,9 @@ impl MemoryStore {
     }
 
     fn shard(&self, key: &CookieHash) -> &Shard {
-        let i = usize::from(key.as_bytes()[0]) % SHARDS;
+        // Not from the first 8 bytes, which are the maps' hash: a shard's keys would share bits of
+        // it and crowd a few buckets.
+        let i = usize::from(key.as_bytes()[9]) % SHARDS;
         #[allow(clippy::indexing_slicing)] // i < SHARDS == self.shards.len()
         &self.shards[i]
     }
@@ -119,35 +105,29 @@ impl MemoryStore {
     }
 
     fn live_count<'a>(&self, keys: impl Iterator<Item = &'a CookieHash>, now: SystemTime) -> usize {
-        keys.filter(|k| {
-            read(self.shard(k))
-                .get(k)
-                .is_some_and(|e| !e.expired_at(now))
-        })
-        .count()
+        keys.filter(|k| self.is_live(k, now)).count()
     }
-}
 
-/// The entry if it is live at `now`, its idle deadline slid when `touch` is set.
-fn live_touched(
-    entry: Option<&Entry>,
-    now: SystemTime,
-    touch: bool,
-    granularity: Duration,
-) -> Option<&Entry> {
-    let entry = entry?;
-    let now_ms = unix_ms(now);
-    if entry.expired_at_ms(now_ms) {
-        return None;
+    fn is_live(&self, key: &CookieHash, now: SystemTime) -> bool {
+        read(self.shard(key))
+            .get(key)
+            .is_some_and(|e| !self.slots.expired_at(e.live, unix_ms(now)))
     }
-    if touch {
-        let last = entry.last_ms.load(Ordering::Acquire);
-        let gran = u64::try_from(granularity.as_millis()).unwrap_or(u64::MAX);
-        if now_ms.saturating_sub(last) >= gran {
-            entry.last_ms.fetch_max(now_ms, Ordering::AcqRel);
-        }
+
+    /// The entry under `key` if it is live at `now`, its idle deadline slid when `touch` is set.
+    fn live_touched<'a>(
+        &self,
+        entry: Option<&'a Entry>,
+        now: SystemTime,
+        touch: bool,
+        granularity: Duration,
+    ) -> Option<&'a Entry> {
+        let entry = entry?;
+        let gran = touch.then(|| u64::try_from(granularity.as_millis()).unwrap_or(u64::MAX));
+        self.slots
+            .check(entry.live, unix_ms(now), gran)
+            .then_some(entry)
     }
-    Some(entry)
 }
 
 fn read(s: &Shard) -> RwLockReadGuard<'_, HashMap<CookieHash, Entry, CookieHashBuilder>> {
@@ -208,7 +188,23 @@ impl SessionStore for MemoryStore {
         {
             return Ok(CreateOutcome::TotalLimit);
         }
-        let entry = Entry::new(record);
+        let Some(live) = self.slots.insert(
+            unix_ms(record.last_activity),
+            record.idle_timeout.map_or(u64::MAX, |t| {
+                u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
+            }),
+            record.absolute_deadline.map_or(u64::MAX, unix_ms),
+        ) else {
+            return Err(StoreError::bare(
+                StoreErrorKind::Backend,
+                "memory store full",
+            ));
+        };
+        let entry = Entry {
+            id: record.id,
+            live,
+            record: Box::new(record.clone()),
+        };
         write(shard).insert(record.key, entry);
         index.by_id.insert(record.id, record.key);
         index
@@ -227,7 +223,9 @@ impl SessionStore for MemoryStore {
         touch_granularity: Duration,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let map = read(self.shard(key));
-        Ok(live_touched(map.get(key), now, touch, touch_granularity).map(Entry::snapshot))
+        Ok(self
+            .live_touched(map.get(key), now, touch, touch_granularity)
+            .map(|e| e.snapshot(&self.slots)))
     }
 
     fn validate_id_now(
@@ -238,13 +236,9 @@ impl SessionStore for MemoryStore {
         touch_granularity: Duration,
     ) -> Option<Result<Option<SessionId>, StoreError>> {
         let map = read(self.shard(key));
-        Some(Ok(live_touched(
-            map.get(key),
-            now,
-            touch,
-            touch_granularity,
-        )
-        .map(|e| e.id)))
+        Some(Ok(self
+            .live_touched(map.get(key), now, touch, touch_granularity)
+            .map(|e| e.id)))
     }
 
     async fn validate_id(
@@ -255,14 +249,28 @@ impl SessionStore for MemoryStore {
         touch_granularity: Duration,
     ) -> Result<Option<SessionId>, StoreError> {
         let map = read(self.shard(key));
-        Ok(live_touched(map.get(key), now, touch, touch_granularity).map(|e| e.id))
+        Ok(self
+            .live_touched(map.get(key), now, touch, touch_granularity)
+            .map(|e| e.id))
+    }
+
+    fn live_slots(&self) -> Option<Arc<LiveSlots>> {
+        Some(self.slots.clone())
+    }
+
+    fn live_ref(&self, key: &CookieHash, now: SystemTime) -> Option<(SessionId, LiveRef)> {
+        read(self.shard(key))
+            .get(key)
+            .filter(|e| !self.slots.expired_at(e.live, unix_ms(now)))
+            .map(|e| (e.id, e.live))
     }
 
     async fn remove(&self, key: &CookieHash) -> Result<Option<SessionRecord>, StoreError> {
         let mut index = self.index();
         let removed = write(self.shard(key)).remove(key);
         Ok(removed.map(|e| {
-            let r = e.snapshot();
+            let last = self.slots.end(e.live);
+            let r = e.ended(last);
             index.forget(&r);
             r
         }))
@@ -275,7 +283,8 @@ impl SessionStore for MemoryStore {
         };
         let removed = write(self.shard(&key)).remove(&key);
         Ok(removed.map(|e| {
-            let r = e.snapshot();
+            let last = self.slots.end(e.live);
+            let r = e.ended(last);
             index.forget(&r);
             r
         }))
@@ -287,8 +296,8 @@ impl SessionStore for MemoryStore {
             out.extend(
                 read(shard)
                     .values()
-                    .filter(|e| !e.expired_at(now))
-                    .map(|e| e.snapshot()),
+                    .filter(|e| !self.slots.expired_at(e.live, unix_ms(now)))
+                    .map(|e| e.snapshot(&self.slots)),
             );
         }
         Ok(out)
@@ -300,6 +309,7 @@ impl SessionStore for MemoryStore {
         max: usize,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let mut out = Vec::new();
+        let now_ms = unix_ms(now);
         for shard in &self.shards {
             if out.len() >= max {
                 break;
@@ -307,7 +317,7 @@ impl SessionStore for MemoryStore {
             // Find candidates under the read lock; most passes find none and write nothing.
             let candidates: Vec<CookieHash> = read(shard)
                 .iter()
-                .filter(|(_, e)| e.expired_at(now))
+                .filter(|(_, e)| self.slots.expired_at(e.live, now_ms))
                 .map(|(k, _)| *k)
                 .take(max - out.len())
                 .collect();
@@ -317,11 +327,13 @@ impl SessionStore for MemoryStore {
             let mut index = self.index();
             let mut map = write(shard);
             for k in candidates {
-                // Re-checked under the write lock: a validation may have slid it meanwhile.
-                if map.get(&k).is_some_and(|e| e.expired_at(now))
+                // Ended only if still expired: a validation may have slid it meanwhile (the
+                // slot's compare-and-swap decides between the two).
+                if let Some(e) = map.get(&k)
+                    && let Some(last) = self.slots.end_if_expired(e.live, now_ms)
                     && let Some(e) = map.remove(&k)
                 {
-                    let r = e.snapshot();
+                    let r = e.ended(Some(last));
                     index.forget(&r);
                     out.push(r);
                 }
@@ -335,13 +347,6 @@ impl SessionStore for MemoryStore {
         keys: &[CookieHash],
         now: SystemTime,
     ) -> Result<Vec<bool>, StoreError> {
-        Ok(keys
-            .iter()
-            .map(|k| {
-                read(self.shard(k))
-                    .get(k)
-                    .is_some_and(|e| !e.expired_at(now))
-            })
-            .collect())
+        Ok(keys.iter().map(|k| self.is_live(k, now)).collect())
     }
 }
