@@ -1,24 +1,27 @@
 //! The stored form of a session record: compact, versioned, big-endian.
 //!
-//! Version 1, in order:
+//! Version 2, in order:
 //!
 //! | offset | size | field |
 //! |---:|---:|---|
-//! | 0 | 1 | version = 1 |
-//! | 1 | 8 | last activity, ms since the epoch (a touch rewrites these 8 bytes in place) |
-//! | 9 | 8 | session id |
-//! | 17 | 8 | start, ms since the epoch |
-//! | 25 | 8 | idle timeout in ms (0: none) |
-//! | 33 | 8 | absolute deadline, ms since the epoch (0: none) |
-//! | 41 | 1 | flags: bit 0 = read/write |
-//! | 42 | 1 | address family: 4 or 6 |
-//! | 43 | 4 or 16 | the address |
-//! | … | 1 + n | mechanism name (length, UTF-8) |
+//! | 0 | 1 | version = 2 |
+//! | 1 | 8 | session id |
+//! | 9 | 6 | last activity, ms since the epoch (a touch rewrites these 6 bytes) |
+//! | 15 | 6 | start, ms since the epoch |
+//! | 21 | 6 | idle timeout in ms (0: none) |
+//! | 27 | 6 | absolute deadline, ms since the epoch (0: none) |
+//! | 33 | 1 | flags: bit 0 read/write, bit 1 IPv6, bits 2–3 mechanism (1 local, 2 radius, 0 named) |
+//! | 34 | 4 or 16 | the address |
+//! | … | 1 + n | mechanism name (length, UTF-8): only for a named mechanism |
 //! | … | 1 + n | username (length, UTF-8) |
 //!
-//! The key (`SHA-256(cookie)`) is not in the value: it is the Redis key's suffix.
-//! Decoding is strict — any other version, a short or long value, a bad family or non-UTF-8
-//! text is [`RedisStoreError::Corrupt`], never a panic. The Lua scripts read the same offsets.
+//! Times are 48-bit (until the year 10889); later times are kept as the largest one.
+//! The key (`SHA-256(cookie)`) is not in the value: it is the field name in its bucket.
+//! A typical value (IPv4, `local`, a 10-character name) is 49 bytes: under Redis' 64-byte
+//! limit for a compactly stored (listpack) hash entry.
+//! Decoding is strict — any other version, a short or long value, unknown flag bits or
+//! non-UTF-8 text is [`RedisStoreError::Corrupt`], never a panic. The Lua scripts read the same
+//! offsets.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -28,54 +31,74 @@ use aaa_core::{CookieHash, Mechanism, SessionId, SessionRecord, from_unix_ms, un
 use crate::error::{CorruptReason, RedisStoreError};
 
 /// The encoding version this build writes and reads.
-pub(crate) const VERSION: u8 = 1;
-/// The fixed part: version, five u64, flags, family.
-const FIXED: usize = 1 + 8 * 5 + 1 + 1;
+pub(crate) const VERSION: u8 = 2;
+/// The fixed part: version, id, four 48-bit times, flags.
+pub(crate) const FIXED: usize = 1 + 8 + 6 * 4 + 1;
+/// The largest time or duration a value holds, in ms.
+pub(crate) const MAX_MS: u64 = (1 << 48) - 1;
 const FLAG_READ_WRITE: u8 = 1;
+const FLAG_V6: u8 = 2;
+const MECH_SHIFT: u8 = 2;
+const MECH_NAMED: u8 = 0;
+const MECH_LOCAL: u8 = 1;
+const MECH_RADIUS: u8 = 2;
+/// Bits a version-2 value may set in its flags byte.
+const FLAGS_KNOWN: u8 = 0b1111;
 
 fn ms_of(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).min(MAX_MS)
+}
+
+fn put48(v: &mut Vec<u8>, x: u64) {
+    v.extend_from_slice(&x.min(MAX_MS).to_be_bytes()[2..]);
 }
 
 /// Encodes `record` (its key excepted).
 pub(crate) fn encode(record: &SessionRecord) -> Result<Vec<u8>, RedisStoreError> {
-    let mech = record.mechanism.as_str().as_bytes();
     let user = record.username.as_bytes();
-    let mech_len = u8::try_from(mech.len()).map_err(|_| RedisStoreError::FieldTooLong {
-        field: "mechanism name",
-        len: mech.len(),
-    })?;
     let user_len = u8::try_from(user.len()).map_err(|_| RedisStoreError::FieldTooLong {
         field: "username",
         len: user.len(),
     })?;
-    let mut v = Vec::with_capacity(FIXED + 16 + 2 + mech.len() + user.len());
+    let (mech_code, mech_name) = match &record.mechanism {
+        Mechanism::Local => (MECH_LOCAL, None),
+        Mechanism::Radius => (MECH_RADIUS, None),
+        other => {
+            let name = other.as_str().as_bytes();
+            let len = u8::try_from(name.len()).map_err(|_| RedisStoreError::FieldTooLong {
+                field: "mechanism name",
+                len: name.len(),
+            })?;
+            (MECH_NAMED, Some((len, name)))
+        }
+    };
+    let mut v = Vec::with_capacity(FIXED + 16 + 2 + user.len());
     v.push(VERSION);
-    v.extend_from_slice(&unix_ms(record.last_activity).to_be_bytes());
     v.extend_from_slice(&record.id.as_u64().to_be_bytes());
-    v.extend_from_slice(&unix_ms(record.start).to_be_bytes());
+    put48(&mut v, unix_ms(record.last_activity));
+    put48(&mut v, unix_ms(record.start));
     // 0 means "none", so a timeout or deadline that rounds to 0 ms is kept as 1 ms.
-    let idle = record.idle_timeout.map_or(0, |d| ms_of(d).max(1));
-    v.extend_from_slice(&idle.to_be_bytes());
-    let abs = record.absolute_deadline.map_or(0, |t| unix_ms(t).max(1));
-    v.extend_from_slice(&abs.to_be_bytes());
-    v.push(if record.read_write {
-        FLAG_READ_WRITE
-    } else {
-        0
-    });
-    match record.src_addr {
-        IpAddr::V4(a) => {
-            v.push(4);
-            v.extend_from_slice(&a.octets());
-        }
-        IpAddr::V6(a) => {
-            v.push(6);
-            v.extend_from_slice(&a.octets());
-        }
+    put48(&mut v, record.idle_timeout.map_or(0, |d| ms_of(d).max(1)));
+    put48(
+        &mut v,
+        record.absolute_deadline.map_or(0, |t| unix_ms(t).max(1)),
+    );
+    let mut flags = mech_code << MECH_SHIFT;
+    if record.read_write {
+        flags |= FLAG_READ_WRITE;
     }
-    v.push(mech_len);
-    v.extend_from_slice(mech);
+    if record.src_addr.is_ipv6() {
+        flags |= FLAG_V6;
+    }
+    v.push(flags);
+    match record.src_addr {
+        IpAddr::V4(a) => v.extend_from_slice(&a.octets()),
+        IpAddr::V6(a) => v.extend_from_slice(&a.octets()),
+    }
+    if let Some((len, name)) = mech_name {
+        v.push(len);
+        v.extend_from_slice(name);
+    }
     v.push(user_len);
     v.extend_from_slice(user);
     Ok(v)
@@ -107,6 +130,11 @@ impl<'a> Reader<'a> {
     fn u64(&mut self) -> Result<u64, RedisStoreError> {
         Ok(u64::from_be_bytes(self.array::<8>()?))
     }
+    fn u48(&mut self) -> Result<u64, RedisStoreError> {
+        let mut b = [0u8; 8];
+        b[2..].copy_from_slice(self.take(6)?);
+        Ok(u64::from_be_bytes(b))
+    }
     fn text(&mut self, bad: CorruptReason) -> Result<&'a str, RedisStoreError> {
         let len = usize::from(self.u8()?);
         std::str::from_utf8(self.take(len)?).map_err(|_| RedisStoreError::corrupt(bad))
@@ -124,22 +152,26 @@ pub(crate) fn decode(key: CookieHash, value: &[u8]) -> Result<SessionRecord, Red
             version,
         )));
     }
-    let last = r.u64()?;
     let id = r.u64()?;
-    let start = r.u64()?;
-    let idle = r.u64()?;
-    let abs = r.u64()?;
+    let last = r.u48()?;
+    let start = r.u48()?;
+    let idle = r.u48()?;
+    let abs = r.u48()?;
     let flags = r.u8()?;
-    let src_addr = match r.u8()? {
-        4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>()?)),
-        6 => IpAddr::V6(Ipv6Addr::from(r.array::<16>()?)),
-        other => {
-            return Err(RedisStoreError::corrupt(CorruptReason::AddressFamily(
-                other,
-            )));
-        }
+    let mech_code = flags >> MECH_SHIFT & 0b11;
+    if flags & !FLAGS_KNOWN != 0 || mech_code == 3 {
+        return Err(RedisStoreError::corrupt(CorruptReason::Flags(flags)));
+    }
+    let src_addr = if flags & FLAG_V6 != 0 {
+        IpAddr::V6(Ipv6Addr::from(r.array::<16>()?))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(r.array::<4>()?))
     };
-    let mechanism = Mechanism::from_name(r.text(CorruptReason::MechanismUtf8)?);
+    let mechanism = match mech_code {
+        MECH_LOCAL => Mechanism::Local,
+        MECH_RADIUS => Mechanism::Radius,
+        _ => Mechanism::from_name(r.text(CorruptReason::MechanismUtf8)?),
+    };
     let username = r.text(CorruptReason::UsernameUtf8)?.to_owned();
     if !r.rest.is_empty() {
         return Err(RedisStoreError::corrupt(CorruptReason::TrailingBytes));
@@ -198,7 +230,8 @@ mod tests {
     fn round_trips() {
         let mut r = record();
         let v = encode(&r).unwrap();
-        assert_eq!(v.len(), FIXED + 4 + 1 + 5 + 1 + 5);
+        // IPv4, `local` as a flag, "admin".
+        assert_eq!(v.len(), FIXED + 4 + 1 + 5);
         assert_eq!(v[0], VERSION);
         assert_eq!(decode(r.key, &v).unwrap(), r);
 
@@ -221,10 +254,20 @@ mod tests {
     fn last_activity_sits_at_offset_one() {
         let r = record();
         let mut v = encode(&r).unwrap();
-        v[1..9].copy_from_slice(&1_700_000_009_000u64.to_be_bytes());
+        v[9..15].copy_from_slice(&1_700_000_009_000u64.to_be_bytes()[2..]);
         let back = decode(r.key, &v).unwrap();
         assert_eq!(back.last_activity, from_unix_ms(1_700_000_009_000));
         assert_eq!(back.id, r.id);
+    }
+
+    #[test]
+    fn times_past_48_bits_are_capped() {
+        let mut r = record();
+        r.absolute_deadline = Some(from_unix_ms(u64::MAX / 2));
+        r.idle_timeout = Some(Duration::from_secs(u64::MAX / 4));
+        let back = decode(r.key, &encode(&r).unwrap()).unwrap();
+        assert_eq!(back.absolute_deadline, Some(from_unix_ms(MAX_MS)));
+        assert_eq!(back.idle_timeout, Some(Duration::from_millis(MAX_MS)));
     }
 
     #[test]
@@ -266,7 +309,7 @@ mod tests {
     fn every_corrupt_form_is_refused() {
         let good = encode(&record()).unwrap();
         assert_eq!(reason(&[]), CorruptReason::Empty);
-        for version in [0u8, 2, 0x7f, 0xff] {
+        for version in [0u8, 1, 3, 0x7f, 0xff] {
             let mut v = good.clone();
             v[0] = version;
             assert_eq!(reason(&v), CorruptReason::UnknownVersion(version));
@@ -279,39 +322,43 @@ mod tests {
         let mut v = good.clone();
         v.push(0);
         assert_eq!(reason(&v), CorruptReason::TrailingBytes);
-        // Address families.
-        for fam in [0u8, 5, 41, 0xff] {
+        // Unknown flag bits, and the mechanism code 3.
+        for flags in [0x10u8, 0x80, 0xff, 0b1100, 0b1101] {
             let mut v = good.clone();
-            v[42] = fam;
-            assert_eq!(reason(&v), CorruptReason::AddressFamily(fam));
+            v[33] = flags;
+            assert_eq!(reason(&v), CorruptReason::Flags(flags));
         }
-        // A v6 family byte on a v4 body reads past the end.
+        // The IPv6 bit on a v4 body reads past the end.
         let mut v = good.clone();
-        v[42] = 6;
+        v[33] |= 2;
         assert_eq!(reason(&v), CorruptReason::Truncated);
-        // Bad UTF-8 in the mechanism ("local" at 48..53) and the username ("admin" at 54..59).
+        // Bad UTF-8 in the username ("admin" at 39..44).
         let mut v = good.clone();
-        v[48] = 0xff;
-        assert_eq!(reason(&v), CorruptReason::MechanismUtf8);
-        let mut v = good.clone();
-        v[55] = 0xc3;
+        v[40] = 0xc3;
         assert_eq!(reason(&v), CorruptReason::UsernameUtf8);
         // A length byte pointing past the end.
         let mut v = good.clone();
-        v[53] = 200;
+        v[38] = 200;
         assert_eq!(reason(&v), CorruptReason::Truncated);
+        // Bad UTF-8 in a mechanism name ("tacacs" at 39..45, after its length byte).
+        let mut r = record();
+        r.mechanism = Mechanism::Custom(Cow::Borrowed("tacacs"));
+        let mut v = encode(&r).unwrap();
+        assert_eq!(v[33] >> 2 & 3, 0);
+        v[39] = 0xff;
+        assert_eq!(reason(&v), CorruptReason::MechanismUtf8);
         // Plain garbage.
         assert_eq!(reason(b"garbage"), CorruptReason::UnknownVersion(b'g'));
-        assert_eq!(reason(&[1]), CorruptReason::Truncated);
+        assert_eq!(reason(&[2]), CorruptReason::Truncated);
     }
 
     #[test]
     fn corrupt_is_the_corrupt_kind() {
-        let e = decode(CookieHash::from_bytes([0; 32]), b"\x02").unwrap_err();
+        let e = decode(CookieHash::from_bytes([0; 32]), b"\x01").unwrap_err();
         assert_eq!(e.kind(), StoreErrorKind::Corrupt);
         assert_eq!(
             e.to_string(),
-            "corrupt session value in Redis: unknown encoding version 2"
+            "corrupt session value in Redis: unknown encoding version 1"
         );
     }
 
@@ -345,8 +392,8 @@ mod tests {
 
         #[test]
         fn any_record_round_trips(
-            last in 0u64..(1 << 52), id in any::<u64>(), start in 0u64..(1 << 52),
-            idle in proptest::option::of(1u64..(1 << 40)), abs in proptest::option::of(1u64..(1 << 52)),
+            last in 0u64..(1 << 48), id in any::<u64>(), start in 0u64..(1 << 48),
+            idle in proptest::option::of(1u64..(1 << 40)), abs in proptest::option::of(1u64..(1 << 48)),
             rw in any::<bool>(), v6 in any::<bool>(), octets in proptest::array::uniform16(any::<u8>()),
             user in "\\PC{0,20}", mech in "[a-z+]{1,10}",
         ) {

@@ -150,13 +150,13 @@ pub enum CorruptReason {
     Truncated,
     /// Bytes follow the last field.
     TrailingBytes,
-    /// The address family byte is neither 4 nor 6.
-    AddressFamily(u8),
+    /// The flags byte sets bits this version does not define.
+    Flags(u8),
     /// The mechanism name is not UTF-8.
     MechanismUtf8,
     /// The username is not UTF-8.
     UsernameUtf8,
-    /// A member of the deadline index or the id index is not a 32-byte key.
+    /// A field of a session bucket or a value of the id index is not a 32-byte key.
     KeyLength(usize),
 }
 
@@ -167,10 +167,10 @@ impl fmt::Display for CorruptReason {
             Self::UnknownVersion(v) => write!(f, "unknown encoding version {v}"),
             Self::Truncated => f.write_str("truncated value"),
             Self::TrailingBytes => f.write_str("trailing bytes after the last field"),
-            Self::AddressFamily(b) => write!(f, "unknown address family {b}"),
+            Self::Flags(b) => write!(f, "unknown flags {b:#04x}"),
             Self::MechanismUtf8 => f.write_str("mechanism name is not UTF-8"),
             Self::UsernameUtf8 => f.write_str("username is not UTF-8"),
-            Self::KeyLength(n) => write!(f, "index member of {n} bytes where 32 were expected"),
+            Self::KeyLength(n) => write!(f, "key of {n} bytes where 32 were expected"),
         }
     }
 }

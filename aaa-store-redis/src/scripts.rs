@@ -1,10 +1,17 @@
 //! The Lua scripts: each logical store operation is one of them, so it is one atomic step.
 //!
-//! Conventions: times are ms since the epoch (below 2^53, so exact in Lua's doubles); numbers
+//! Conventions: times are ms since the epoch (below 2^48, so exact in Lua's doubles); numbers
 //! handed to Redis commands go through `num` (decimal, never an exponent); the value layout is
-//! that of `codec` (1-based in Lua: version at 1, last activity at 2, id at 10, idle timeout at
-//! 26, absolute deadline at 34, family at 43). Every key a script touches shares the hash tag
-//! of `KEYS[1]`, so the scripts run on Redis Cluster too.
+//! that of `codec` (1-based in Lua: version at 1, id at 2–9, last activity at 10, start at 16,
+//! idle timeout at 22, absolute deadline at 28, flags at 34, address from 35). `ARGV[1]` is
+//! always the hash tag `{P}`: the scripts name the keys of the table from it, and `KEYS[1]`
+//! (the bucket index `{P}due`, in the same slot) routes the call on Redis Cluster.
+//!
+//! Layout (see the crate docs): `{P}s:<b>` hashes hold the sessions (field: 32-byte key,
+//! value: the record), `b` = the key's first two bytes mod 4096; `{P}i:<b>` hashes map 8-byte
+//! ids to keys, `b` = id mod 4096; `{P}u:<name>` hashes hold a user's ids; `{P}due` scores each
+//! session bucket with a lower bound of its earliest deadline, and holds the count of sessions
+//! as the score of its member `n`, offset by 2^50 (above any time, so never due).
 
 use std::sync::LazyLock;
 
@@ -12,159 +19,201 @@ use redis::Script;
 
 /// Helpers shared by the scripts.
 const PRELUDE: &str = r#"
-local MAXMS = 4503599627370496
+local B = 4096
+local MAXMS = 281474976710655
+local NBASE = 1125899906842624
+local SLACK = 60000
 local function num(x) return string.format('%.0f', x) end
--- Raises a key's TTL to at least ttl ms (sets it if the key has none); never lowers it.
+-- Makes a key live at least ttl ms more (sets a TTL if it has none); never shortens it. When
+-- it must extend, it adds a minute more, so that a busy key is not extended on every call.
 local function extend(k, ttl)
-  if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, num(ttl)) end
+  if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, num(ttl + SLACK)) end
 end
--- The username of a well-formed version-1 value, or nil.
-local function user_of(v)
-  if #v < 49 or string.byte(v, 1) ~= 1 then return nil end
-  local fam = string.byte(v, 43)
-  local p
-  if fam == 4 then p = 48 elseif fam == 6 then p = 60 else return nil end
-  local ml = string.byte(v, p)
-  if not ml then return nil end
-  p = p + 1 + ml
+-- Adds d to the count of sessions (the score of `n` in due, offset by NBASE; never below 0).
+local function count_add(due, d)
+  local s = tonumber(redis.call('ZINCRBY', due, d, 'n'))
+  if s >= NBASE then return end
+  -- The count was absent (ZINCRBY started from 0), or would go below 0.
+  if s > 0 and s < NBASE / 2 then
+    redis.call('ZADD', due, num(NBASE + s), 'n')
+  else
+    redis.call('ZADD', due, num(NBASE), 'n')
+  end
+end
+-- The bucket of a 32-byte key, and of an 8-byte id.
+local function kb(k) return (string.byte(k, 1) * 256 + string.byte(k, 2)) % B end
+local function ib(id) return (string.byte(id, 7) * 256 + string.byte(id, 8)) % B end
+-- The fields of a well-formed version-2 value, or nil.
+local function parse(v)
+  if #v < 39 or string.byte(v, 1) ~= 2 then return nil end
+  local last, start, idle, abs = struct.unpack('>I6I6I6I6', v, 10)
+  local flags = string.byte(v, 34)
+  if flags >= 16 then return nil end
+  local mech = math.floor(flags / 4)
+  if mech == 3 then return nil end
+  local p = 39
+  if flags % 4 >= 2 then p = 51 end
+  if mech == 0 then
+    local ml = string.byte(v, p)
+    if not ml then return nil end
+    p = p + 1 + ml
+  end
   local ul = string.byte(v, p)
   if not ul or #v ~= p + ul then return nil end
-  return string.sub(v, p + 1, p + ul)
+  return { id = string.sub(v, 2, 9), last = last, idle = idle, abs = abs,
+           user = string.sub(v, p + 1, p + ul) }
 end
--- The deadline of a session, or nil if it has neither timeout.
-local function deadline_of(last, idle, abs)
+-- When a session expires: its idle or absolute deadline, whichever comes first; for a
+-- session with neither, `backstop` after its last activity.
+local function deadline(f, backstop)
   local d
-  if idle > 0 then d = last + idle end
-  if abs > 0 and (not d or abs < d) then d = abs end
-  if d and d > MAXMS then d = MAXMS end
+  if f.idle > 0 then d = f.last + f.idle end
+  if f.abs > 0 and (not d or f.abs < d) then d = f.abs end
+  if not d then d = f.last + backstop end
   return d
 end
--- Drops a removed session's entries from the id index and its user's set.
-local function forget(v, m, ids, uprefix)
-  if #v >= 17 and string.byte(v, 1) == 1 then
-    local id = string.sub(v, 10, 17)
-    if redis.call('HGET', ids, id) == m then redis.call('HDEL', ids, id) end
+-- Drops a removed session (its field already deleted) from the id index, its user's hash and
+-- the count. f is nil for a value that cannot be parsed: its index entries heal later.
+local function forget(tag, due, f, m)
+  if f then
+    local ik = tag .. 'i:' .. ib(f.id)
+    if redis.call('HGET', ik, f.id) == m then redis.call('HDEL', ik, f.id) end
+    redis.call('HDEL', tag .. 'u:' .. f.user, f.id)
   end
-  local name = user_of(v)
-  if name then redis.call('HDEL', uprefix .. name, m) end
+  count_add(due, -1)
 end
 "#;
 
-/// Insert-if-absent on key and id, with the limits, in one step.
+/// Insert-if-absent on key and id, with the limits, in one step. Nothing is written unless
+/// the session is created.
 ///
-/// KEYS: s, ids, dl, u. ARGV: value, id (8 bytes), member (32 bytes), now, score, ttl,
-/// per-user limit (0: none), total limit (0: none), s-key prefix.
+/// KEYS: due. ARGV: tag, key (32 bytes), id (8 bytes), value, now, deadline, ttl, per-user
+/// limit (0: none), total limit (0: none), backstop, username (the value's).
 /// Returns `ok`, `key`, `id`, `user` or `total`.
 const CREATE: &str = r#"
-local s, ids, dl, u = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local v, id, m = ARGV[1], ARGV[2], ARGV[3]
-local now = tonumber(ARGV[4])
-local ttl = tonumber(ARGV[6])
-local per_user, total = tonumber(ARGV[7]), tonumber(ARGV[8])
--- Insert-if-absent on the key, with its TTL.
-if not redis.call('SET', s, v, 'PX', ARGV[6], 'NX') then
+local due = KEYS[1]
+local tag, m, id, v = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local now, ttl = tonumber(ARGV[5]), tonumber(ARGV[7])
+local per_user, total, backstop = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local b = kb(m)
+local sk = tag .. 's:' .. b
+-- Insert-if-absent on the key; undone below if anything refuses.
+if redis.call('HSETNX', sk, m, v) == 0 then
   -- The same value: this very create, sent again after a lost connection.
-  if redis.call('GET', s) == v then return 'ok' end
+  if redis.call('HGET', sk, m) == v then return 'ok' end
   return 'key'
 end
--- Insert-if-absent on the id; the writes so far are undone if anything refuses.
-if redis.call('HSETNX', ids, id, m) == 0 then
-  local other = redis.call('HGET', ids, id)
-  if other ~= m and redis.call('EXISTS', ARGV[9] .. other) == 1 then
-    redis.call('DEL', s)
+-- Insert-if-absent on the id.
+local ik = tag .. 'i:' .. ib(id)
+if redis.call('HSETNX', ik, id, m) == 0 then
+  local other = redis.call('HGET', ik, id)
+  local taken = false
+  if #other == 32 then
+    local ov = redis.call('HGET', tag .. 's:' .. kb(other), other)
+    -- Taken, unless the entry is stale (its session is gone or has another id); an
+    -- unreadable value keeps its id.
+    if ov then
+      local of = parse(ov)
+      taken = not of or of.id == id
+    end
+  end
+  if taken then
+    redis.call('HDEL', sk, m)
     return 'id'
   end
-  -- A stale entry, left by a session Redis expired by TTL before any reaper claimed it.
-  redis.call('HSET', ids, id, m)
+  redis.call('HSET', ik, id, m)
 end
--- The limits count live sessions only (deadline after now); this one is not indexed yet.
+local uk = tag .. 'u:' .. ARGV[11]
+-- The limits count live sessions only (deadline after now); this one is not counted yet.
 local refused
 if per_user > 0 then
   local live = 0
-  for _, mm in ipairs(redis.call('HKEYS', u)) do
-    local sc = redis.call('ZSCORE', dl, mm)
-    if not sc then
-      redis.call('HDEL', u, mm)
-    elseif tonumber(sc) > now then
+  for _, uid in ipairs(redis.call('HKEYS', uk)) do
+    local k = #uid == 8 and redis.call('HGET', tag .. 'i:' .. ib(uid), uid)
+    local uv = k and #k == 32 and redis.call('HGET', tag .. 's:' .. kb(k), k)
+    local uf = uv and parse(uv)
+    if not uv or (uf and uf.id ~= uid) then
+      redis.call('HDEL', uk, uid)
+    elseif not uf or deadline(uf, backstop) > now then
       live = live + 1
     end
   end
   if live >= per_user then refused = 'user' end
 end
-if not refused and total > 0 and redis.call('ZCOUNT', dl, '(' .. ARGV[4], '+inf') >= total then
-  refused = 'total'
+if not refused and total > 0 then
+  local n = (tonumber(redis.call('ZSCORE', due, 'n')) or NBASE) - NBASE
+  if n >= total then
+    -- At the limit by the count: count exactly (the count may have drifted, if Redis dropped
+    -- a bucket by its TTL), then subtract the expired sessions not yet claimed, which only
+    -- buckets due by now can hold.
+    n = -1
+    for i = 0, B - 1 do n = n + redis.call('HLEN', tag .. 's:' .. i) end
+    redis.call('ZADD', due, num(NBASE + n), 'n')
+    local expired = 0
+    for _, db in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', num(now))) do
+      for _, ev in ipairs(redis.call('HVALS', tag .. 's:' .. db)) do
+        local ef = parse(ev)
+        if ef and deadline(ef, backstop) <= now then expired = expired + 1 end
+      end
+    end
+    if n - expired >= total then refused = 'total' end
+  end
 end
 if refused then
-  redis.call('DEL', s)
-  redis.call('HDEL', ids, id)
+  redis.call('HDEL', sk, m)
+  redis.call('HDEL', ik, id)
+  extend(due, ttl)
   return refused
 end
-redis.call('ZADD', dl, ARGV[5], m)
-redis.call('HSET', u, m, '')
-extend(ids, ttl)
-extend(dl, ttl)
-extend(u, ttl)
+redis.call('HSET', uk, id, '')
+redis.call('ZADD', due, 'LT', ARGV[6], b)
+count_add(due, 1)
+extend(sk, ttl)
+extend(ik, ttl)
+extend(uk, ttl)
+extend(due, ttl)
 return 'ok'
 "#;
 
 /// Validations, each atomic, of one or more sessions: the live session under each key, its
 /// idle deadline slid when asked. Never recreates a record and never deletes one (expired
 /// records wait for a claim). Concurrent validations are sent together, so one script call
-/// carries many of them.
+/// carries many of them. A session without timeouts has its last activity (the start of its
+/// backstop) moved once less than half of the backstop is left.
 ///
-/// The deadline is read from the value (the index holds the same one) except for sessions
-/// without any timeout, whose backstop deadline only the index holds.
-///
-/// KEYS: dl, ids. ARGV: s-key prefix, u-key prefix, grace ms, backstop ms, items: 49 bytes
-/// each — member (32), now in ms (8, big-endian), granularity in ms (8), flags (1: +1 touch,
-/// +2 id only).
+/// KEYS: due. ARGV: tag, grace ms, backstop ms, items: 49 bytes each — key (32), now in ms (8,
+/// big-endian), granularity in ms (8), flags (1: +1 touch, +2 id only).
 /// Returns one entry per item: nil (absent or expired); the value, or with "id only" its
 /// 8-byte id; or `{value}` when the value is not well-formed, for the caller to report.
 const VALIDATE: &str = r#"
-local dl, ids, sp, up = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
-local grace, backstop = tonumber(ARGV[3]), tonumber(ARGV[4])
-local items = ARGV[5]
+local due, tag = KEYS[1], ARGV[1]
+local grace, backstop = tonumber(ARGV[2]), tonumber(ARGV[3])
+local items = ARGV[4]
 local function one(p)
   local m = string.sub(items, p, p + 31)
-  local s = sp .. m
-  local v = redis.call('GET', s)
+  local sk = tag .. 's:' .. kb(m)
+  local v = redis.call('HGET', sk, m)
   if not v then return false end
-  if #v < 49 or string.byte(v, 1) ~= 1 then return { v } end
+  local f = parse(v)
+  if not f then return { v } end
   local now, gran = struct.unpack('>I8I8', items, p + 32)
-  local last, _, _, idle, abs = struct.unpack('>I8I8I8I8I8', v, 2)
-  local sc = deadline_of(last, idle, abs)
-  if not sc then
-    sc = redis.call('ZSCORE', dl, m)
-    if not sc then return false end
-    sc = tonumber(sc)
-  end
-  if sc <= now then return false end
+  if deadline(f, backstop) <= now then return false end
   local flags = string.byte(items, p + 48)
-  local touch = flags % 2 == 1 and now > last and now - last >= gran
-  local newscore = sc
+  local since = now - f.last
+  local touch = now > f.last and ((flags % 2 == 1 and since >= gran)
+    or (f.idle == 0 and f.abs == 0 and since >= backstop / 2))
   if touch then
-    newscore = deadline_of(now, idle, abs) or (now + backstop)
-  elseif idle == 0 and abs == 0 and sc - now < backstop / 2 then
-    newscore = now + backstop
+    local t = math.min(now, MAXMS)
+    v = string.sub(v, 1, 9) .. struct.pack('>I6', t) .. string.sub(v, 16)
+    redis.call('HSET', sk, m, v)
+    f.last = t
+    local ttl = math.max(deadline(f, backstop) - now, 0) + grace
+    extend(sk, ttl)
+    extend(tag .. 'i:' .. ib(f.id), ttl)
+    extend(tag .. 'u:' .. f.user, ttl)
+    extend(due, ttl)
   end
-  if touch or newscore ~= sc then
-    local name = user_of(v)
-    if not name then return { v } end
-    if touch then
-      local now8 = string.sub(items, p + 32, p + 39)
-      redis.call('SETRANGE', s, 1, now8)
-      v = string.sub(v, 1, 1) .. now8 .. string.sub(v, 10)
-    end
-    if newscore ~= sc then
-      local ttl = math.max(newscore - now, 0) + grace
-      redis.call('ZADD', dl, 'XX', num(newscore), m)
-      redis.call('PEXPIRE', s, num(ttl))
-      extend(dl, ttl)
-      extend(ids, ttl)
-      extend(up .. name, ttl)
-    end
-  end
-  if flags >= 2 then return string.sub(v, 10, 17) end
+  if flags >= 2 then return f.id end
   return v
 end
 local out = {}
@@ -174,101 +223,117 @@ return out
 
 /// Removes the session under a key, live or expired.
 ///
-/// KEYS: s, dl, ids. ARGV: member, u-key prefix. Returns the value, or nil.
+/// KEYS: due. ARGV: tag, key. Returns the value, or nil.
 const REMOVE: &str = r#"
-local v = redis.call('GET', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
+local tag, m = ARGV[1], ARGV[2]
+local sk = tag .. 's:' .. kb(m)
+local v = redis.call('HGET', sk, m)
 if not v then return false end
-redis.call('DEL', KEYS[1])
-forget(v, ARGV[1], KEYS[3], ARGV[2])
+redis.call('HDEL', sk, m)
+forget(tag, KEYS[1], parse(v), m)
 return v
 "#;
 
 /// Removes the session with a public id, live or expired.
 ///
-/// KEYS: ids, dl. ARGV: id (8 bytes), s-key prefix, u-key prefix.
-/// Returns `{member, value}`, or nil.
+/// KEYS: due. ARGV: tag, id (8 bytes). Returns `{key, value}`, or nil.
 const REMOVE_BY_ID: &str = r#"
-local m = redis.call('HGET', KEYS[1], ARGV[1])
+local tag, id = ARGV[1], ARGV[2]
+local ik = tag .. 'i:' .. ib(id)
+local m = redis.call('HGET', ik, id)
 if not m then return false end
-local s = ARGV[2] .. m
-local v = redis.call('GET', s)
-if not v then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('ZREM', KEYS[2], m)
+if #m ~= 32 then
+  redis.call('HDEL', ik, id)
   return false
 end
-if user_of(v) and string.sub(v, 10, 17) ~= ARGV[1] then
-  -- A stale entry pointing at a session that has another id: that one stays.
-  redis.call('HDEL', KEYS[1], ARGV[1])
+local sk = tag .. 's:' .. kb(m)
+local v = redis.call('HGET', sk, m)
+local f = v and parse(v)
+if not v or (f and f.id ~= id) then
+  -- A stale entry: its session is gone, or has another id (which stays).
+  redis.call('HDEL', ik, id)
   return false
 end
-redis.call('DEL', s)
-redis.call('ZREM', KEYS[2], m)
-forget(v, m, KEYS[1], ARGV[3])
+redis.call('HDEL', sk, m)
+redis.call('HDEL', ik, id)
+forget(tag, KEYS[1], f, m)
 return { m, v }
 "#;
 
-/// Removes and returns up to `max` sessions whose deadline is at or before `now`. One script,
-/// so each is returned to exactly one caller, whichever process calls.
+/// Removes and returns up to `max` sessions whose deadline is at or before `now`: the buckets
+/// due by now are read whole, their expired sessions deleted and each bucket's score set to
+/// its earliest remaining deadline. One script, so each session is returned to exactly one
+/// caller, whichever process calls. A value that cannot be parsed is claimed too (the caller
+/// reports it as corrupt).
 ///
-/// KEYS: dl, ids. ARGV: now, max, s-key prefix, u-key prefix.
-/// Returns `{member, value, member, value, …}`.
+/// KEYS: due. ARGV: tag, now, max, backstop. Returns `{key, value, key, value, …}`.
 const CLAIM: &str = r#"
-local max = tonumber(ARGV[2])
+local due, tag = KEYS[1], ARGV[1]
+local now, max, backstop = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local out, found = {}, 0
+while found < max do
+  -- Bucket numbers only: the count's score is above any time.
+  local bs = redis.call('ZRANGEBYSCORE', due, '-inf', ARGV[2], 'LIMIT', 0, 32)
+  if #bs == 0 then break end
+  for _, b in ipairs(bs) do
+    local sk = tag .. 's:' .. b
+    local all = redis.call('HGETALL', sk)
+    local low
+    for i = 1, #all, 2 do
+      local m, v = all[i], all[i + 1]
+      local f = parse(v)
+      local d = 0
+      if f then d = deadline(f, backstop) end
+      if d <= now and found < max then
+        redis.call('HDEL', sk, m)
+        forget(tag, due, f, m)
+        out[#out + 1] = m
+        out[#out + 1] = v
+        found = found + 1
+      elseif not low or d < low then
+        low = d
+      end
+    end
+    if low then redis.call('ZADD', due, num(low), b) else redis.call('ZREM', due, b) end
+  end
+  if #bs < 32 then break end
+end
+return out
+"#;
+
+/// The live sessions of buckets `from` to `to - 1`, and the values that cannot be parsed (for
+/// the caller to report).
+///
+/// KEYS: due. ARGV: tag, from, to, now, backstop. Returns `{key, value, key, value, …}`.
+const LIST_PAGE: &str = r#"
+local tag = ARGV[1]
+local now, backstop = tonumber(ARGV[4]), tonumber(ARGV[5])
 local out = {}
-local found = 0
-local examined = 0
-while found < max and examined < 10 * max do
-  local ms = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, max - found)
-  if #ms == 0 then break end
-  for _, m in ipairs(ms) do
-    examined = examined + 1
-    local s = ARGV[3] .. m
-    local v = redis.call('GET', s)
-    redis.call('ZREM', KEYS[1], m)
-    if v then
-      redis.call('DEL', s)
-      forget(v, m, KEYS[2], ARGV[4])
-      found = found + 1
-      out[#out + 1] = m
-      out[#out + 1] = v
+for b = tonumber(ARGV[2]), tonumber(ARGV[3]) - 1 do
+  local all = redis.call('HGETALL', tag .. 's:' .. b)
+  for i = 1, #all, 2 do
+    local f = parse(all[i + 1])
+    if not f or deadline(f, backstop) > now then
+      out[#out + 1] = all[i]
+      out[#out + 1] = all[i + 1]
     end
   end
 end
 return out
 "#;
 
-/// One page of the live sessions: a `ZSCAN` step over the deadline index (which returns every
-/// member present for the whole scan at least once), keeping members whose deadline is after
-/// `now`, with their values.
+/// Whether each key holds a live session.
 ///
-/// KEYS: dl. ARGV: cursor, now, count, s-key prefix.
-/// Returns `{next cursor, member, value, member, value, …}`.
-const LIST_PAGE: &str = r#"
-local r = redis.call('ZSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[3])
-local now = tonumber(ARGV[2])
-local flat = r[2]
-local out = { r[1] }
-local members, keys = {}, {}
-for i = 1, #flat, 2 do
-  if tonumber(flat[i + 1]) > now then
-    members[#members + 1] = flat[i]
-    keys[#keys + 1] = ARGV[4] .. flat[i]
-  end
-end
-local i = 1
-while i <= #keys do
-  local chunk = {}
-  for j = i, math.min(i + 499, #keys) do chunk[#chunk + 1] = keys[j] end
-  local vals = redis.call('MGET', unpack(chunk))
-  for j = 1, #chunk do
-    if vals[j] then
-      out[#out + 1] = members[i + j - 1]
-      out[#out + 1] = vals[j]
-    end
-  end
-  i = i + 500
+/// KEYS: due. ARGV: tag, now, backstop, keys (32 bytes each). Returns 1 or 0 per key.
+const CONTAINS: &str = r#"
+local tag, keys = ARGV[1], ARGV[4]
+local now, backstop = tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for p = 1, #keys, 32 do
+  local m = string.sub(keys, p, p + 31)
+  local v = redis.call('HGET', tag .. 's:' .. kb(m), m)
+  local f = v and parse(v)
+  if f and deadline(f, backstop) > now then out[#out + 1] = 1 else out[#out + 1] = 0 end
 end
 return out
 "#;
@@ -283,3 +348,4 @@ pub(crate) static REMOVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(REMO
 pub(crate) static REMOVE_BY_ID_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(REMOVE_BY_ID));
 pub(crate) static CLAIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(CLAIM));
 pub(crate) static LIST_PAGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(LIST_PAGE));
+pub(crate) static CONTAINS_SCRIPT: LazyLock<Script> = LazyLock::new(|| script(CONTAINS));

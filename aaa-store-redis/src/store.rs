@@ -1,6 +1,5 @@
 //! `RedisStore`: the connection, the keys, and the `SessionStore` operations.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -20,18 +19,22 @@ use redis::{
 };
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::codec::{decode, encode, key_of};
+use crate::codec::{MAX_MS, decode, encode, key_of};
 use crate::config::RedisConfig;
 use crate::error::RedisStoreError;
 use crate::scripts::{
-    CLAIM_SCRIPT, CREATE_SCRIPT, LIST_PAGE_SCRIPT, REMOVE_BY_ID_SCRIPT, REMOVE_SCRIPT,
-    VALIDATE_SCRIPT,
+    CLAIM_SCRIPT, CONTAINS_SCRIPT, CREATE_SCRIPT, LIST_PAGE_SCRIPT, REMOVE_BY_ID_SCRIPT,
+    REMOVE_SCRIPT, VALIDATE_SCRIPT,
 };
 
-/// Deadlines are capped at 2^52 ms (year ~144,000): exact in Lua's doubles.
-const MAX_MS: u64 = 1 << 52;
-/// Members per `ZSCAN` page of `list`, and per `ZMSCORE` of `contains`.
+/// Session buckets (and id buckets) per table: a layout constant, the same in every process
+/// (the scripts hold it too). Up to about 100 sessions per bucket (400,000 in a table) every
+/// bucket stays a compactly stored hash.
+pub(crate) const BUCKETS: u16 = 4096;
+/// Keys per `contains` script call.
 const PAGE: usize = 1000;
+/// Session buckets per `list` script call.
+const LIST_BUCKETS: u16 = 128;
 /// How many times the connection manager retries a lost connection before failing the
 /// commands that wait for it (the next command starts a new attempt).
 const RECONNECT_RETRIES: usize = 2;
@@ -46,39 +49,33 @@ fn ms(d: Duration) -> u64 {
 /// session table lives in one cluster slot and each operation is one script.
 #[derive(Debug, Clone)]
 struct Keys {
-    /// `{P}s:` — followed by the 32 bytes of a cookie hash: the session's value.
-    s: Vec<u8>,
-    /// `{P}ids` — hash: 8-byte big-endian id → 32-byte key.
-    ids: Vec<u8>,
-    /// `{P}dl` — sorted set: 32-byte key, scored by its deadline in ms.
-    dl: Vec<u8>,
-    /// `{P}u:` — followed by a username: hash of that user's 32-byte keys (empty values: a
-    /// small hash is stored compactly, where a set of strings is not before Redis 7.2).
-    u: Vec<u8>,
+    /// `{P}`: the scripts build every other name from it.
+    tag: Vec<u8>,
+    /// `{P}due` — sorted set: session bucket number, scored by a lower bound of the earliest
+    /// deadline in that bucket (ms). `KEYS[1]` of every script: it routes calls on a cluster.
+    due: Vec<u8>,
 }
 
 impl Keys {
     fn new(prefix: &str) -> Self {
         let tag = format!("{{{prefix}}}");
         Self {
-            s: format!("{tag}s:").into_bytes(),
-            ids: format!("{tag}ids").into_bytes(),
-            dl: format!("{tag}dl").into_bytes(),
-            u: format!("{tag}u:").into_bytes(),
+            due: format!("{tag}due").into_bytes(),
+            tag: tag.into_bytes(),
         }
     }
-    fn session(&self, key: &CookieHash) -> Vec<u8> {
-        let mut k = Vec::with_capacity(self.s.len() + 32);
-        k.extend_from_slice(&self.s);
-        k.extend_from_slice(key.as_bytes());
+    /// `{P}s:<b>` — hash: the sessions of bucket `b` (32-byte key → value).
+    fn bucket(&self, key: &CookieHash) -> Vec<u8> {
+        let mut k = self.tag.clone();
+        k.extend_from_slice(format!("s:{}", bucket_of(key)).as_bytes());
         k
     }
-    fn user(&self, name: &str) -> Vec<u8> {
-        let mut k = Vec::with_capacity(self.u.len() + name.len());
-        k.extend_from_slice(&self.u);
-        k.extend_from_slice(name.as_bytes());
-        k
-    }
+}
+
+/// The bucket of a session key: its first two bytes, mod `BUCKETS` (as the scripts compute it).
+pub(crate) fn bucket_of(key: &CookieHash) -> u16 {
+    let &[b0, b1, ..] = key.as_bytes();
+    u16::from_be_bytes([b0, b1]) % BUCKETS
 }
 
 /// A standalone connection (reconnecting, multiplexed) or a cluster connection.
@@ -126,9 +123,12 @@ struct Rebuild {
 /// the failure behaviour.
 pub struct RedisStore {
     shared: Arc<Shared>,
-    /// Where validations queue to be sent together; `None` if the batching task could not be
-    /// started.
+    /// Where validations queue to be sent together (one script call for many); `None` if the
+    /// batching tasks could not be started.
     batcher: Option<mpsc::UnboundedSender<Job>>,
+    /// Where the read-only first steps of validations queue to be sent together (one pipeline
+    /// of `HGET`s for many).
+    reader: Option<mpsc::UnboundedSender<ReadJob>>,
 }
 
 /// What the store and its batching task share.
@@ -156,6 +156,67 @@ impl fmt::Debug for RedisStore {
 struct Job {
     item: [u8; ITEM],
     reply: oneshot::Sender<Result<Value, RedisStoreError>>,
+}
+
+/// One read-only validation step waiting to be sent: the key, and where its value goes.
+struct ReadJob {
+    key: CookieHash,
+    reply: oneshot::Sender<Result<Option<Vec<u8>>, RedisStoreError>>,
+}
+
+/// A job of a batching task.
+trait Batched: Send + 'static {
+    /// What its caller waits for.
+    type Answer;
+    /// Whether its caller gave up waiting (it timed out): such a job is not sent.
+    fn abandoned(&self) -> bool;
+    /// Hands the caller its answer.
+    fn answer(self, answer: Result<Self::Answer, RedisStoreError>);
+}
+
+impl Batched for Job {
+    type Answer = Value;
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+    fn answer(self, answer: Result<Value, RedisStoreError>) {
+        let _ = self.reply.send(answer);
+    }
+}
+
+impl Batched for ReadJob {
+    type Answer = Option<Vec<u8>>;
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+    fn answer(self, answer: Result<Option<Vec<u8>>, RedisStoreError>) {
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// Hands each job its entry of a batch's replies (one per job), or the batch's error.
+fn deliver<J: Batched>(
+    jobs: Vec<J>,
+    replies: Result<Vec<J::Answer>, RedisStoreError>,
+    operation: &'static str,
+) {
+    match replies {
+        Ok(replies) if replies.len() == jobs.len() => {
+            for (job, reply) in jobs.into_iter().zip(replies) {
+                job.answer(Ok(reply));
+            }
+        }
+        Ok(_) => {
+            for job in jobs {
+                job.answer(Err(RedisStoreError::UnexpectedReply { operation }));
+            }
+        }
+        Err(e) => {
+            for job in jobs {
+                job.answer(Err(e.clone()));
+            }
+        }
+    }
 }
 
 /// Bytes per validation item: member 32, now 8, granularity 8, flags 1.
@@ -254,15 +315,23 @@ impl RedisStore {
             conn: RwLock::new(conn),
             rebuild,
         });
-        let (tx, rx) = mpsc::unbounded_channel();
-        let batcher = match tokio::runtime::Handle::try_current() {
+        let (batcher, reader) = match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                rt.spawn(batch_validations(shared.clone(), rx));
-                Some(tx)
+                let (tx, rx) = mpsc::unbounded_channel();
+                let s = shared.clone();
+                rt.spawn(batches(rx, move |jobs| validate_jobs(s.clone(), jobs)));
+                let (read_tx, read_rx) = mpsc::unbounded_channel();
+                let s = shared.clone();
+                rt.spawn(batches(read_rx, move |jobs| read_jobs(s.clone(), jobs)));
+                (Some(tx), Some(read_tx))
             }
-            Err(_) => None,
+            Err(_) => (None, None),
         };
-        Ok(Self { shared, batcher })
+        Ok(Self {
+            shared,
+            batcher,
+            reader,
+        })
     }
 
     /// The settings.
@@ -273,7 +342,7 @@ impl RedisStore {
     /// Checks that Redis answers (on the node that serves this prefix, for a cluster).
     pub async fn ping(&self) -> Result<(), RedisStoreError> {
         // A keyed command, so that on a cluster it reaches the node of this prefix.
-        let cmd = redis::cmd("EXISTS").arg(&self.shared.keys.dl).clone();
+        let cmd = redis::cmd("EXISTS").arg(&self.shared.keys.due).clone();
         let _: i64 = self.shared.query("ping", &cmd).await?;
         Ok(())
     }
@@ -360,7 +429,7 @@ impl RedisStore {
         }
     }
 
-    /// The read-only part of a validation: `Some` when a plain GET settles it as live with
+    /// The read-only part of a validation: `Some` when a plain `HGET` settles it as live with
     /// nothing to write; `None` when the script must decide.
     async fn validate_read_only(
         &self,
@@ -370,11 +439,7 @@ impl RedisStore {
         granularity: Duration,
         id_only: bool,
     ) -> Result<Option<Validated>, RedisStoreError> {
-        const OP: &str = "validate";
-        let mut name = self.shared.keys.s.clone();
-        name.extend_from_slice(key.as_bytes());
-        let cmd = redis::cmd("GET").arg(name).clone();
-        let value: Option<Vec<u8>> = self.shared.query(OP, &cmd).await?;
+        let value = self.read(key).await?;
         let Some(value) = value else {
             return Ok(None);
         };
@@ -397,6 +462,26 @@ impl RedisStore {
         } else {
             Validated::Record(record)
         }))
+    }
+
+    /// The value under `key`, read with whichever other reads are waiting (one pipeline).
+    async fn read(&self, key: &CookieHash) -> Result<Option<Vec<u8>>, RedisStoreError> {
+        const OP: &str = "validate";
+        if let Some(tx) = &self.reader {
+            let (reply, answer) = oneshot::channel();
+            if tx.send(ReadJob { key: *key, reply }).is_ok() {
+                return match answer.await {
+                    Ok(r) => r,
+                    // The batching task is gone (its runtime shut down): no answer will come.
+                    Err(_) => Err(RedisStoreError::UnexpectedReply { operation: OP }),
+                };
+            }
+        }
+        let cmd = redis::cmd("HGET")
+            .arg(self.shared.keys.bucket(key))
+            .arg(key.as_bytes().as_slice())
+            .clone();
+        self.shared.query(OP, &cmd).await
     }
 
     /// One validation, sent with whichever others are waiting; its entry of the script's reply.
@@ -433,25 +518,24 @@ impl RedisStore {
         let (keys, grace) = (&self.shared.keys, self.shared.grace_ms());
         let value = encode(record)?;
         let now = unix_ms(record.start).min(MAX_MS);
-        let score = match record.deadline() {
+        let deadline = match record.deadline() {
             Some(d) => unix_ms(d).min(MAX_MS),
             None => now.saturating_add(self.shared.backstop_ms()).min(MAX_MS),
         };
-        let ttl = score.saturating_sub(now).saturating_add(grace).max(1);
+        let ttl = deadline.saturating_sub(now).saturating_add(grace).max(1);
         let mut inv = CREATE_SCRIPT.prepare_invoke();
-        inv.key(keys.session(&record.key))
-            .key(&keys.ids)
-            .key(&keys.dl)
-            .key(keys.user(&record.username))
-            .arg(value)
-            .arg(record.id.as_u64().to_be_bytes().as_slice())
+        inv.key(&keys.due)
+            .arg(&keys.tag)
             .arg(record.key.as_bytes().as_slice())
+            .arg(record.id.as_u64().to_be_bytes().as_slice())
+            .arg(value)
             .arg(now)
-            .arg(score)
+            .arg(deadline)
             .arg(ttl)
             .arg(limits.per_user.unwrap_or(0))
             .arg(limits.total.unwrap_or(0))
-            .arg(&keys.s);
+            .arg(self.shared.backstop_ms())
+            .arg(record.username.as_bytes());
         let Value::BulkString(answer) = self.shared.invoke(OP, &inv).await? else {
             return Err(RedisStoreError::UnexpectedReply { operation: OP });
         };
@@ -472,11 +556,9 @@ impl RedisStore {
         const OP: &str = "remove";
         let keys = &self.shared.keys;
         let mut inv = REMOVE_SCRIPT.prepare_invoke();
-        inv.key(keys.session(key))
-            .key(&keys.dl)
-            .key(&keys.ids)
-            .arg(key.as_bytes().as_slice())
-            .arg(&keys.u);
+        inv.key(&keys.due)
+            .arg(&keys.tag)
+            .arg(key.as_bytes().as_slice());
         match self.shared.invoke_once(OP, &inv).await? {
             Value::Nil => Ok(None),
             Value::BulkString(v) => decode(*key, &v).map(Some),
@@ -491,11 +573,9 @@ impl RedisStore {
         const OP: &str = "remove_by_id";
         let keys = &self.shared.keys;
         let mut inv = REMOVE_BY_ID_SCRIPT.prepare_invoke();
-        inv.key(&keys.ids)
-            .key(&keys.dl)
-            .arg(id.as_u64().to_be_bytes().as_slice())
-            .arg(&keys.s)
-            .arg(&keys.u);
+        inv.key(&keys.due)
+            .arg(&keys.tag)
+            .arg(id.as_u64().to_be_bytes().as_slice());
         match self.shared.invoke_once(OP, &inv).await? {
             Value::Nil => Ok(None),
             Value::Array(items) => match items.as_slice() {
@@ -510,42 +590,31 @@ impl RedisStore {
         const OP: &str = "list";
         let keys = &self.shared.keys;
         let now_ms = unix_ms(now).min(MAX_MS);
-        let mut cursor: Vec<u8> = b"0".to_vec();
-        let mut seen = HashSet::new();
         let mut out = Vec::new();
         let mut corrupt = 0usize;
-        loop {
+        for from in (0..BUCKETS).step_by(usize::from(LIST_BUCKETS)) {
             let mut inv = LIST_PAGE_SCRIPT.prepare_invoke();
-            inv.key(&keys.dl)
-                .arg(cursor.as_slice())
+            inv.key(&keys.due)
+                .arg(&keys.tag)
+                .arg(from)
+                .arg(from.saturating_add(LIST_BUCKETS).min(BUCKETS))
                 .arg(now_ms)
-                .arg(PAGE)
-                .arg(&keys.s);
+                .arg(self.shared.backstop_ms());
             let Value::Array(items) = self.shared.invoke(OP, &inv).await? else {
                 return Err(RedisStoreError::UnexpectedReply { operation: OP });
             };
             let mut items = items.into_iter();
-            let Some(Value::BulkString(next)) = items.next() else {
-                return Err(RedisStoreError::UnexpectedReply { operation: OP });
-            };
             while let (Some(m), Some(v)) = (items.next(), items.next()) {
                 let (Value::BulkString(m), Value::BulkString(v)) = (m, v) else {
                     return Err(RedisStoreError::UnexpectedReply { operation: OP });
                 };
                 match key_of(&m).and_then(|k| decode(k, &v)) {
-                    Ok(r) => {
-                        // ZSCAN may return a member twice; the record must agree it is live.
-                        if r.is_live(now) && seen.insert(r.key) {
-                            out.push(r);
-                        }
-                    }
+                    // The script said live; the decoded record must agree.
+                    Ok(r) if r.is_live(now) => out.push(r),
+                    Ok(_) => {}
                     Err(_) => corrupt += 1,
                 }
             }
-            if next == b"0" {
-                break;
-            }
-            cursor = next;
         }
         if corrupt > 0 {
             tracing::warn!(target: "aaa::store::redis", prefix = self.shared.config.prefix(), corrupt, "list skipped session values that cannot be decoded");
@@ -564,12 +633,11 @@ impl RedisStore {
         }
         let keys = &self.shared.keys;
         let mut inv = CLAIM_SCRIPT.prepare_invoke();
-        inv.key(&keys.dl)
-            .key(&keys.ids)
+        inv.key(&keys.due)
+            .arg(&keys.tag)
             .arg(unix_ms(now).min(MAX_MS))
             .arg(max)
-            .arg(&keys.s)
-            .arg(&keys.u);
+            .arg(self.shared.backstop_ms());
         let Value::Array(items) = self.shared.invoke_once(OP, &inv).await? else {
             return Err(RedisStoreError::UnexpectedReply { operation: OP });
         };
@@ -598,19 +666,32 @@ impl RedisStore {
         now: SystemTime,
     ) -> Result<Vec<bool>, RedisStoreError> {
         const OP: &str = "contains";
-        let now_ms = unix_ms(now).min(MAX_MS) as f64;
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(PAGE) {
-            let mut cmd = redis::cmd("ZMSCORE");
-            cmd.arg(&self.shared.keys.dl);
+            let mut packed = Vec::with_capacity(chunk.len() * 32);
             for k in chunk {
-                cmd.arg(k.as_bytes().as_slice());
+                packed.extend_from_slice(k.as_bytes());
             }
-            let scores: Vec<Option<f64>> = self.shared.query(OP, &cmd).await?;
-            if scores.len() != chunk.len() {
+            let mut inv = CONTAINS_SCRIPT.prepare_invoke();
+            inv.key(&self.shared.keys.due)
+                .arg(&self.shared.keys.tag)
+                .arg(unix_ms(now).min(MAX_MS))
+                .arg(self.shared.backstop_ms())
+                .arg(packed);
+            let live: Vec<i64> = match self.shared.invoke(OP, &inv).await? {
+                Value::Array(v) => v
+                    .into_iter()
+                    .map(|x| match x {
+                        Value::Int(i) => Ok(i),
+                        _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(RedisStoreError::UnexpectedReply { operation: OP }),
+            };
+            if live.len() != chunk.len() {
                 return Err(RedisStoreError::UnexpectedReply { operation: OP });
             }
-            out.extend(scores.into_iter().map(|s| s.is_some_and(|s| s > now_ms)));
+            out.extend(live.into_iter().map(|l| l == 1));
         }
         Ok(out)
     }
@@ -645,7 +726,7 @@ async fn open(config: &RedisConfig) -> Result<(Conn, Option<Rebuild>), RedisStor
         let mut conn = client.get_async_connection().await.map_err(connect_error)?;
         // The slot of this prefix must be served: ask its node.
         redis::cmd("EXISTS")
-            .arg(Keys::new(config.prefix()).dl)
+            .arg(Keys::new(config.prefix()).due)
             .query_async::<i64>(&mut conn)
             .await
             .map_err(connect_error)?;
@@ -692,12 +773,18 @@ enum Resend {
     Never,
 }
 
-/// The batching task: takes the validations waiting, sends up to `MAX_BATCH` of them in one
-/// script call, with up to `MAX_IN_FLIGHT` calls at once. Ends when the store is dropped.
-async fn batch_validations(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) {
+/// A batching task: takes the jobs waiting, sends up to `MAX_BATCH` of them at once with
+/// `send`, with up to `MAX_IN_FLIGHT` batches in flight; while they are, new jobs queue and go
+/// out together in the next batch. Ends when the store (the sender) is dropped.
+async fn batches<J, F, Fut>(mut rx: mpsc::UnboundedReceiver<J>, send: F)
+where
+    J: Batched,
+    F: Fn(Vec<J>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
-        // Waiting for a slot lets the next validations gather into this call.
+        // Waiting for a slot lets the next jobs gather into this batch.
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
@@ -709,39 +796,50 @@ async fn batch_validations(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<
                 Err(_) => break,
             }
         }
-        // Callers that gave up (timed out) need no answer.
-        jobs.retain(|j| !j.reply.is_closed());
+        jobs.retain(|j| !j.abandoned());
         if jobs.is_empty() {
             continue;
         }
-        let shared = shared.clone();
+        let batch = send(jobs);
         tokio::spawn(async move {
-            let mut items = Vec::with_capacity(jobs.len() * ITEM);
-            for j in &jobs {
-                items.extend_from_slice(&j.item);
-            }
-            match shared.validate_batch(&items).await {
-                Ok(replies) if replies.len() == jobs.len() => {
-                    for (job, reply) in jobs.into_iter().zip(replies) {
-                        let _ = job.reply.send(Ok(reply));
-                    }
-                }
-                Ok(_) => {
-                    for job in jobs {
-                        let _ = job.reply.send(Err(RedisStoreError::UnexpectedReply {
-                            operation: "validate",
-                        }));
-                    }
-                }
-                Err(e) => {
-                    for job in jobs {
-                        let _ = job.reply.send(Err(e.clone()));
-                    }
-                }
-            }
+            batch.await;
             drop(slot);
         });
     }
+}
+
+/// Sends validations in one call of the validate script, and each its answer.
+async fn validate_jobs(shared: Arc<Shared>, jobs: Vec<Job>) {
+    let mut items = Vec::with_capacity(jobs.len() * ITEM);
+    for j in &jobs {
+        items.extend_from_slice(&j.item);
+    }
+    let replies = shared.validate_batch(&items).await;
+    deliver(jobs, replies, "validate");
+}
+
+/// Sends reads in one pipeline of `HGET`s (resent once if the connection dropped: a read's
+/// answer is the same), and each its value.
+async fn read_jobs(shared: Arc<Shared>, jobs: Vec<ReadJob>) {
+    const OP: &str = "validate";
+    let mut pipe = redis::pipe();
+    for j in &jobs {
+        pipe.cmd("HGET")
+            .arg(shared.keys.bucket(&j.key))
+            .arg(j.key.as_bytes().as_slice());
+    }
+    let pipe = &pipe;
+    let values: Result<Vec<Option<Vec<u8>>>, RedisStoreError> = shared
+        .run(OP, |mut conn| async move {
+            pipe.query_async(&mut conn)
+                .await
+                .map_err(|source| RedisStoreError::Redis {
+                    operation: OP,
+                    source,
+                })
+        })
+        .await;
+    deliver(jobs, values, OP);
 }
 
 impl Shared {
@@ -886,10 +984,8 @@ impl Shared {
     async fn validate_batch(&self, items: &[u8]) -> Result<Vec<Value>, RedisStoreError> {
         const OP: &str = "validate";
         let mut inv = VALIDATE_SCRIPT.prepare_invoke();
-        inv.key(&self.keys.dl)
-            .key(&self.keys.ids)
-            .arg(&self.keys.s)
-            .arg(&self.keys.u)
+        inv.key(&self.keys.due)
+            .arg(&self.keys.tag)
             .arg(self.grace_ms())
             .arg(self.backstop_ms())
             .arg(items);
@@ -988,12 +1084,14 @@ mod tests {
     #[test]
     fn keys_share_one_hash_tag() {
         let k = Keys::new("dev1");
-        assert_eq!(k.ids, b"{dev1}ids");
-        assert_eq!(k.dl, b"{dev1}dl");
-        let h = CookieHash::from_bytes([0xab; 32]);
-        let s = k.session(&h);
-        assert_eq!(&s[..8], b"{dev1}s:");
-        assert_eq!(&s[8..], &[0xab; 32]);
-        assert_eq!(k.user("alice"), b"{dev1}u:alice");
+        assert_eq!(k.tag, b"{dev1}");
+        assert_eq!(k.due, b"{dev1}due");
+        // 0xabcd % 4096 = 0xbcd = 3021
+        let mut raw = [0u8; 32];
+        raw[0] = 0xab;
+        raw[1] = 0xcd;
+        let h = CookieHash::from_bytes(raw);
+        assert_eq!(bucket_of(&h), 3021);
+        assert_eq!(k.bucket(&h), b"{dev1}s:3021");
     }
 }

@@ -39,9 +39,9 @@ async fn tables_spread_over_the_masters() {
             CreateOutcome::Created
         );
         assert!(store.get(&r.key, now).await.unwrap().is_some());
-        // Which node holds `{prefix}dl`?
+        // Which node holds `{prefix}due`?
         let slot: u16 = cluster
-            .cli(&["CLUSTER", "KEYSLOT", &format!("{{{prefix}}}dl")])
+            .cli(&["CLUSTER", "KEYSLOT", &format!("{{{prefix}}}due")])
             .parse()
             .unwrap();
         let holders: Vec<u16> = cluster

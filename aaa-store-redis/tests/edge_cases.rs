@@ -47,6 +47,22 @@ async fn keys_of(prefix: &str) -> Vec<Vec<u8>> {
     keys
 }
 
+/// The names of the keys that hold sessions `records` (their session and id buckets and
+/// their users' hashes), plus the bucket index: what `keys_of` must find.
+fn layout_of(prefix: &str, records: &[&aaa_core::SessionRecord]) -> Vec<Vec<u8>> {
+    let mut want = vec![format!("{{{prefix}}}due").into_bytes()];
+    for r in records {
+        let k = r.key.as_bytes();
+        let kb = (u16::from(k[0]) * 256 + u16::from(k[1])) % 4096;
+        want.push(format!("{{{prefix}}}s:{kb}").into_bytes());
+        want.push(format!("{{{prefix}}}i:{}", r.id.as_u64() % 4096).into_bytes());
+        want.push(format!("{{{prefix}}}u:{}", r.username).into_bytes());
+    }
+    want.sort();
+    want.dedup();
+    want
+}
+
 fn hour() -> Option<Duration> {
     Some(Duration::from_secs(3600))
 }
@@ -62,8 +78,7 @@ async fn refused_creates_leave_nothing_behind() {
     };
     let a = record("alice", now, hour(), None);
     assert_eq!(s.create(&a, &limits).await.unwrap(), CreateOutcome::Created);
-    // s, ids, dl, u:alice
-    assert_eq!(keys_of(&prefix).await.len(), 4);
+    assert_eq!(keys_of(&prefix).await, layout_of(&prefix, &[&a]));
 
     let a2 = record("alice", now, hour(), None);
     assert_eq!(
@@ -90,9 +105,9 @@ async fn refused_creates_leave_nothing_behind() {
     assert!(s.remove_by_id(a2.id).await.unwrap().is_none());
     assert!(s.remove_by_id(c.id).await.unwrap().is_none());
     assert_eq!(
-        keys_of(&prefix).await.len(),
-        6,
-        "a and b only: 2 values, ids, dl, 2 user sets"
+        keys_of(&prefix).await,
+        layout_of(&prefix, &[&a, &b]),
+        "a and b only"
     );
     assert_eq!(s.get(&a.key, now).await.unwrap().unwrap(), a);
 }
@@ -130,9 +145,12 @@ async fn stale_index_entries_heal() {
         CreateOutcome::Created
     );
     // Redis drops the value by TTL (as when no reaper ran for the grace period).
-    let mut skey = format!("{{{prefix}}}s:").into_bytes();
-    skey.extend_from_slice(a.key.as_bytes());
-    RedisServer::shared().cli_bytes(&[b"DEL", &skey]);
+    let k = a.key.as_bytes();
+    let bucket = format!(
+        "{{{prefix}}}s:{}",
+        (u16::from(k[0]) * 256 + u16::from(k[1])) % 4096
+    );
+    RedisServer::shared().cli_bytes(&[b"HDEL", bucket.as_bytes(), k]);
     // Its id can be used again, a claim drops its index entry, and it is never listed.
     assert!(s.list(now).await.unwrap().is_empty());
     let mut b = record("bob", now, hour(), None);
@@ -148,19 +166,39 @@ async fn stale_index_entries_heal() {
             .unwrap()
             .is_empty()
     );
-    // Only alice's user set is left (her value went without a claim, so nothing knew her
-    // name), and it expires by itself.
+    // The count still counts alice (her value went without a removal); a total limit of 1
+    // counts exactly and lets a new session in, which is removed again.
+    let c = record("carol", now, hour(), None);
+    let one = SessionLimits {
+        per_user: None,
+        total: Some(1),
+    };
+    assert_eq!(s.create(&c, &one).await.unwrap(), CreateOutcome::Created);
+    let d = record("dave", now, hour(), None);
+    assert_eq!(s.create(&d, &one).await.unwrap(), CreateOutcome::TotalLimit);
+    assert_eq!(s.remove(&c.key).await.unwrap().unwrap().key, c.key);
+    // Only alice's user hash is left (her value went without a claim, so nothing knew her
+    // name), with the bucket index that holds the count (which still counts her: it is made
+    // exact again when a total limit needs it); both expire by themselves.
     let left = keys_of(&prefix).await;
-    assert_eq!(left, vec![format!("{{{prefix}}}u:alice").into_bytes()]);
-    let pttl: i64 = RedisServer::shared()
-        .cli_bytes(&[b"PTTL", &left[0]])
-        .iter()
-        .map(|&b| char::from(b))
-        .collect::<String>()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(pttl > 0);
+    assert_eq!(
+        left,
+        vec![
+            format!("{{{prefix}}}due").into_bytes(),
+            format!("{{{prefix}}}u:alice").into_bytes()
+        ]
+    );
+    for k in &left {
+        let pttl: i64 = RedisServer::shared()
+            .cli_bytes(&[b"PTTL", k])
+            .iter()
+            .map(|&b| char::from(b))
+            .collect::<String>()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(pttl > 0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

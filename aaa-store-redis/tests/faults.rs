@@ -262,10 +262,12 @@ async fn idle_connections_closed_by_the_server_are_replaced() {
     }
 }
 
-fn session_key(prefix: &str, cookie: &str) -> Vec<u8> {
-    let mut k = format!("{{{prefix}}}s:").into_bytes();
-    k.extend_from_slice(SessionCookie::parse(cookie).unwrap().hash().as_bytes());
-    k
+/// Where a session's value is: its bucket (a hash) and its field in it.
+fn session_key(prefix: &str, cookie: &str) -> (Vec<u8>, Vec<u8>) {
+    let key = SessionCookie::parse(cookie).unwrap().hash();
+    let k = key.as_bytes();
+    let bucket = (u16::from(k[0]) * 256 + u16::from(k[1])) % 4096;
+    (format!("{{{prefix}}}s:{bucket}").into_bytes(), k.to_vec())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,16 +284,37 @@ async fn corrupt_values_are_refused() {
     let now = std::time::SystemTime::now();
 
     // Garbage under session 0's key.
-    let k0 = session_key(&prefix, &sessions[0].1);
-    server.cli_bytes(&[b"SET", &k0, b"garbage"]);
+    let (b0, f0) = session_key(&prefix, &sessions[0].1);
+    server.cli_bytes(&[b"HSET", &b0, &f0, b"garbage"]);
     // A value of an unknown version under session 1's key.
-    let k1 = session_key(&prefix, &sessions[1].1);
-    server.cli_bytes(&[b"SETRANGE", &k1, b"0", b"\x02"]);
+    let (b1, f1) = session_key(&prefix, &sessions[1].1);
+    let (b2, f2) = session_key(&prefix, &sessions[2].1);
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let mut v1: Vec<u8> = redis::cmd("HGET")
+        .arg(&b1)
+        .arg(&f1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    v1[0] = 3;
+    let _: i64 = redis::cmd("HSET")
+        .arg(&b1)
+        .arg(&f1)
+        .arg(&v1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
     // A truncated value under session 2's key.
-    let k2 = session_key(&prefix, &sessions[2].1);
-    let v2 = server.cli_bytes(&[b"GETRANGE", &k2, b"0", b"20"]);
-    assert!(!v2.is_empty());
-    server.cli_bytes(&[b"SET", &k2, b"\x01\x00\x00"]);
+    let v2 = server.cli_bytes(&[b"HGET", &b2, &f2]);
+    assert!(v2.len() > 20);
+    let _: i64 = redis::cmd("HSET")
+        .arg(&b2)
+        .arg(&f2)
+        .arg(b"\x02\x00\x00".as_slice())
+        .query_async(&mut con)
+        .await
+        .unwrap();
 
     // A fresh manager (no cached users) and the one that started them (cached users) both
     // refuse the three sessions with a Corrupt store error: never a user.
@@ -310,7 +333,7 @@ async fn corrupt_values_are_refused() {
     // The store reports it the same way, with the reason.
     for (cookie, want) in [
         (&sessions[0].1, "unknown encoding version 103"),
-        (&sessions[1].1, "unknown encoding version 2"),
+        (&sessions[1].1, "unknown encoding version 3"),
         (&sessions[2].1, "truncated"),
     ] {
         let key = SessionCookie::parse(cookie).unwrap().hash();
@@ -329,11 +352,11 @@ async fn corrupt_values_are_refused() {
         Err(AaaError::Store(e)) => assert_eq!(e.kind(), StoreErrorKind::Corrupt),
         other => panic!("{other:?}"),
     }
-    assert_eq!(server.cli_bytes(&[b"EXISTS", &k1]), b"0\n".to_vec());
+    assert_eq!(server.cli_bytes(&[b"HEXISTS", &b1, &f1]), b"0\n".to_vec());
     // Ending one removes it too.
     let e = sessions[2].0.end_session().await.unwrap_err();
     assert!(e.is_store());
-    assert_eq!(server.cli_bytes(&[b"EXISTS", &k2]), b"0\n".to_vec());
+    assert_eq!(server.cli_bytes(&[b"HEXISTS", &b2, &f2]), b"0\n".to_vec());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,13 +72,13 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Every key has a TTL; no cookie in any key or value. Returns the number of keys.
+/// Every key has a TTL; no cookie in any key or value. Returns the names of the keys.
 async fn check(
     con: &mut redis::aio::MultiplexedConnection,
     prefix: &str,
     cookies: &[String],
     after: &str,
-) -> usize {
+) -> Vec<Vec<u8>> {
     let dump = dump(con, prefix).await;
     for (key, blobs, pttl) in &dump {
         let name = String::from_utf8_lossy(key);
@@ -96,7 +96,33 @@ async fn check(
             }
         }
     }
-    dump.len()
+    dump.into_iter().map(|(k, _, _)| k).collect()
+}
+
+/// The name of the bucket holding the session of `cookie`.
+fn bucket_of(prefix: &str, cookie: &str) -> Vec<u8> {
+    let key = aaa_core::SessionCookie::parse(cookie).unwrap().hash();
+    let k = key.as_bytes();
+    format!(
+        "{{{prefix}}}s:{}",
+        (u16::from(k[0]) * 256 + u16::from(k[1])) % 4096
+    )
+    .into_bytes()
+}
+
+/// The keys that must exist for the sessions of `live` (cookie, its user): their session and
+/// id buckets, their users' hashes, and the bucket index (which holds the count).
+fn layout(prefix: &str, live: &[(&String, &Arc<aaa_core::ExosUser>)]) -> Vec<Vec<u8>> {
+    let mut want = vec![format!("{{{prefix}}}due").into_bytes()];
+    for (cookie, user) in live {
+        want.push(bucket_of(prefix, cookie));
+        let id = user.session_id().unwrap().as_u64();
+        want.push(format!("{{{prefix}}}i:{}", id % 4096).into_bytes());
+        want.push(format!("{{{prefix}}}u:{}", user.username()).into_bytes());
+    }
+    want.sort();
+    want.dedup();
+    want
 }
 
 async fn pttl_of_session(
@@ -104,14 +130,7 @@ async fn pttl_of_session(
     prefix: &str,
     cookie: &str,
 ) -> i64 {
-    let mut key = format!("{{{prefix}}}s:").into_bytes();
-    key.extend_from_slice(
-        aaa_core::SessionCookie::parse(cookie)
-            .unwrap()
-            .hash()
-            .as_bytes(),
-    );
-    con.pttl(&key).await.unwrap()
+    con.pttl(bucket_of(prefix, cookie)).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,20 +174,29 @@ async fn keys_hold_no_cookie_and_always_expire() {
         cookies.push(c.expose().to_owned());
         users.push(u);
     }
-    // s × 5, ids, dl, u:alice, u:bob, u:carol, u:erin.
-    assert_eq!(check(&mut con, &prefix, &cookies, "create").await, 11);
-    // A session's value expires `grace` after its deadline (idle 20 min here).
+    let all: Vec<_> = cookies.iter().zip(&users).collect();
+    assert_eq!(
+        check(&mut con, &prefix, &cookies, "create").await,
+        layout(&prefix, &all)
+    );
+    // A session's bucket expires `grace` (and at most a minute more) after its deadline (idle
+    // 20 min here), unless it shares its bucket with erin's session (1 chance in about 1,000).
     let pttl = pttl_of_session(&mut con, &prefix, &cookies[0]).await;
     let idle = Duration::from_secs(20 * 60);
     assert!(
-        pttl > i64::try_from((idle + grace - Duration::from_secs(5)).as_millis()).unwrap()
-            && pttl <= i64::try_from((idle + grace).as_millis()).unwrap(),
+        pttl > i64::try_from((idle + grace - Duration::from_secs(5)).as_millis()).unwrap(),
         "PTTL {pttl}"
     );
-    // The session without timeouts gets the backstop: 7 days and the grace.
+    if bucket_of(&prefix, &cookies[0]) != bucket_of(&prefix, &cookies[4]) {
+        assert!(
+            pttl <= i64::try_from((idle + grace + Duration::from_secs(60)).as_millis()).unwrap(),
+            "PTTL {pttl}"
+        );
+    }
+    // The session without timeouts gets the backstop: 7 days and the grace (and the minute).
     let pttl = pttl_of_session(&mut con, &prefix, &cookies[4]).await;
     assert!(
-        pttl > 7 * 24 * 3600 * 1000 && pttl <= (7 * 24 * 3600 + 60) * 1000,
+        pttl > 7 * 24 * 3600 * 1000 && pttl <= (7 * 24 * 3600 + 120) * 1000,
         "PTTL {pttl}"
     );
 
@@ -178,32 +206,53 @@ async fn keys_hold_no_cookie_and_always_expire() {
         let m = if c == &cookies[4] { &b } else { &a };
         assert!(m.validate_session(c).await.unwrap().is_some());
     }
-    assert_eq!(check(&mut con, &prefix, &cookies, "validate").await, 11);
+    assert_eq!(
+        check(&mut con, &prefix, &cookies, "validate").await,
+        layout(&prefix, &all)
+    );
     let listed = store.list(clock.now()).await.unwrap();
     assert_eq!(listed.len(), 5);
 
     // remove (end_session), then remove_by_id (clear_session).
     users[0].end_session().await.unwrap();
-    assert_eq!(check(&mut con, &prefix, &cookies, "remove").await, 10);
+    assert_eq!(
+        check(&mut con, &prefix, &cookies, "remove").await,
+        layout(&prefix, &all[1..])
+    );
     a.clear_session(users[2].session_id().unwrap())
         .await
         .unwrap();
-    // bob's set went with his only session.
-    assert_eq!(check(&mut con, &prefix, &cookies, "remove_by_id").await, 8);
+    // bob's hash went with his only session.
+    assert_eq!(
+        check(&mut con, &prefix, &cookies, "remove_by_id").await,
+        layout(&prefix, &[all[1], all[3], all[4]])
+    );
 
     // Claims: 21 minutes after the last touch, alice's second and carol's sessions expire;
     // erin's (no timeout) stays.
     clock.advance(Duration::from_secs(21 * 60));
     assert_eq!(a.reap().await.unwrap(), 2);
-    assert_eq!(check(&mut con, &prefix, &cookies, "claim").await, 4);
+    assert_eq!(
+        check(&mut con, &prefix, &cookies, "claim").await,
+        layout(&prefix, &all[4..])
+    );
     assert!(b.validate_session(&cookies[4]).await.unwrap().is_some());
     assert_eq!(store.list(clock.now()).await.unwrap().len(), 1);
 
-    // The stored values are compact: a session costs tens of bytes, not hundreds.
+    // The stored values are compact: a session costs tens of bytes, and its bucket is a
+    // compactly stored hash (a listpack takes values up to 64 bytes by default).
     let dump = dump(&mut con, &prefix).await;
-    let (_, blobs, _) = dump
+    let (key, blobs, _) = dump
         .iter()
         .find(|(k, _, _)| k.starts_with(format!("{{{prefix}}}s:").as_bytes()))
         .unwrap();
-    assert!(blobs[0].len() < 70, "value of {} bytes", blobs[0].len());
+    assert_eq!(blobs[0].len(), 32, "field: the cookie's hash");
+    assert!(blobs[1].len() <= 64, "value of {} bytes", blobs[1].len());
+    let encoding: String = redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg(key)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(encoding, "listpack");
 }

@@ -419,9 +419,14 @@ async fn the_library_refuses_bad_input_with_typed_errors() {
         .unwrap()
         .unwrap();
     let cookie = user.start_session(FROM).await.unwrap();
-    let mut key = format!("{{{prefix}}}s:").into_bytes();
-    key.extend_from_slice(cookie.hash().as_bytes());
-    redis.cli_bytes(&[b"SETRANGE", &key, b"0", b"\x02"]);
+    // A value of an unknown encoding version (3) under the session's field of its bucket.
+    let hash = cookie.hash();
+    let k = hash.as_bytes();
+    let bucket = format!(
+        "{{{prefix}}}s:{}",
+        (u16::from(k[0]) * 256 + u16::from(k[1])) % 4096
+    );
+    redis.cli_bytes(&[b"HSET", bucket.as_bytes(), k, b"\x03 from a newer build"]);
     let fresh = Aaa::builder()
         .mechanism(Arc::new(Ok1))
         .store(Arc::new(
@@ -438,7 +443,7 @@ async fn the_library_refuses_bad_input_with_typed_errors() {
         .unwrap();
     row(
         &mut n,
-        "Redis value of version 2",
+        "Redis value of an unknown version (3)",
         fresh.validate_session(cookie.expose()).await,
         |e| matches!(e, AaaError::Store(s) if s.kind() == StoreErrorKind::Corrupt),
         "corrupt",

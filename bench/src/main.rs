@@ -20,11 +20,13 @@ fn main() {
     let mut out = PathBuf::from("target/bench/report.json");
     let mut quick = false;
     let mut sessions = 100_000;
+    let mut only: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--out" => out = PathBuf::from(args.next().expect("--out needs a path")),
             "--quick" => quick = true,
+            "--only" => only = Some(args.next().expect("--only needs a group: memory or redis")),
             "--sessions" => {
                 sessions = args
                     .next()
@@ -32,7 +34,9 @@ fn main() {
                     .expect("--sessions needs a number")
             }
             other => {
-                eprintln!("unknown argument {other:?}; usage: aaa-bench [--out FILE] [--quick]");
+                eprintln!(
+                    "unknown argument {other:?}; usage: aaa-bench [--out FILE] [--quick] [--sessions N] [--only memory|redis]"
+                );
                 std::process::exit(2);
             }
         }
@@ -40,13 +44,26 @@ fn main() {
     let ops = if quick { 200_000 } else { 2_000_000 };
 
     let mut rows: Vec<Row> = Vec::new();
-    eprintln!("bench: memory store…");
-    rows.extend(memory::rows(sessions, ops));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
+    match only.as_deref() {
+        Some("memory") => {
+            rows.extend(memory::rows(sessions, ops));
+            print_table(&rows);
+            return;
+        }
+        Some("redis") => {
+            rows.extend(rt.block_on(redis::rows(quick)));
+            print_table(&rows);
+            return;
+        }
+        _ => {}
+    }
+    eprintln!("bench: memory store…");
+    rows.extend(memory::rows(sessions, ops));
     eprintln!("bench: local accounts…");
     rows.extend(rt.block_on(local::rows()));
     eprintln!("bench: login timing, unknown vs known user…");
