@@ -224,6 +224,52 @@ async fn cleared_through_a_second_manager() {
     assert_eq!(r.observer.ends(), vec![(id, EndCause::Cleared)]);
 }
 
+/// A session cleared elsewhere whose store slot was reused by a new session: the first
+/// manager's cached entry never answers for the newcomer.
+#[tokio::test]
+async fn cleared_elsewhere_then_slot_reused() {
+    let r = rig();
+    let other = manager_on(
+        r.store.clone(),
+        r.clock.clone(),
+        r.observer.clone(),
+        config(1200, 28800),
+    );
+    let a = r
+        .manager
+        .new_user(Identity::new("alice", true), Mechanism::Local, FROM);
+    let a_cookie = a.start_session(FROM).await.unwrap();
+    // Cached (with its slot) in both managers.
+    let a1 = r.manager.validate_session(a_cookie.expose()).await.unwrap();
+    assert!(Arc::ptr_eq(&a1.unwrap(), &a));
+    assert!(
+        other
+            .validate_session(a_cookie.expose())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    other.clear_session(a.session_id().unwrap()).await.unwrap();
+    // The next session takes the freed slot.
+    let b = other.new_user(Identity::new("bob", false), Mechanism::Local, FROM);
+    let b_cookie = b.start_session(FROM).await.unwrap();
+    for m in [&r.manager, &other] {
+        assert!(
+            m.validate_session(a_cookie.expose())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let got = m
+            .validate_session(b_cookie.expose())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.username(), "bob");
+    }
+    assert_eq!(r.manager.cached_users(), 1);
+}
+
 #[tokio::test]
 async fn end_session_after_clear_elsewhere_without_validation() {
     let r = rig();
