@@ -190,6 +190,61 @@ pub(crate) fn decode(key: CookieHash, value: &[u8]) -> Result<SessionRecord, Red
     })
 }
 
+/// What a validation needs from a value: its id and times (ms; 0: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Times {
+    pub(crate) id: SessionId,
+    pub(crate) last_ms: u64,
+    pub(crate) idle_ms: u64,
+    pub(crate) absolute_ms: u64,
+}
+
+impl Times {
+    /// The same rule as `SessionRecord::expiry`, in whole ms (for a session with a timeout).
+    pub(crate) fn expired_at(&self, now_ms: u64) -> bool {
+        (self.idle_ms != 0 && self.last_ms.saturating_add(self.idle_ms) <= now_ms)
+            || (self.absolute_ms != 0 && self.absolute_ms <= now_ms)
+    }
+}
+
+/// Checks `value` as strictly as [`decode`] does, without building the record: its id and
+/// times.
+pub(crate) fn peek(value: &[u8]) -> Result<Times, RedisStoreError> {
+    let mut r = Reader { rest: value };
+    let Ok(version) = r.u8() else {
+        return Err(RedisStoreError::corrupt(CorruptReason::Empty));
+    };
+    if version != VERSION {
+        return Err(RedisStoreError::corrupt(CorruptReason::UnknownVersion(
+            version,
+        )));
+    }
+    let id = r.u64()?;
+    let last_ms = r.u48()?;
+    let _start = r.u48()?;
+    let idle_ms = r.u48()?;
+    let absolute_ms = r.u48()?;
+    let flags = r.u8()?;
+    let mech_code = flags >> MECH_SHIFT & 0b11;
+    if flags & !FLAGS_KNOWN != 0 || mech_code == 3 {
+        return Err(RedisStoreError::corrupt(CorruptReason::Flags(flags)));
+    }
+    r.take(if flags & FLAG_V6 != 0 { 16 } else { 4 })?;
+    if mech_code == MECH_NAMED {
+        r.text(CorruptReason::MechanismUtf8)?;
+    }
+    r.text(CorruptReason::UsernameUtf8)?;
+    if !r.rest.is_empty() {
+        return Err(RedisStoreError::corrupt(CorruptReason::TrailingBytes));
+    }
+    Ok(Times {
+        id: SessionId::from_u64(id),
+        last_ms,
+        idle_ms,
+        absolute_ms,
+    })
+}
+
 /// A 32-byte key read back from an index (the deadline index or the id index).
 pub(crate) fn key_of(member: &[u8]) -> Result<CookieHash, RedisStoreError> {
     <[u8; 32]>::try_from(member)
@@ -387,7 +442,16 @@ mod tests {
             if let Some(slot) = v.get_mut(i) {
                 *slot = b;
             }
-            let _ = decode(CookieHash::from_bytes([0; 32]), &v);
+            let full = decode(CookieHash::from_bytes([0; 32]), &v);
+            // The validation's quick check refuses exactly what decoding refuses.
+            match (peek(&v), full) {
+                (Ok(t), Ok(r)) => {
+                    prop_assert_eq!(t.id, r.id);
+                    prop_assert_eq!(from_unix_ms(t.last_ms), r.last_activity);
+                }
+                (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => prop_assert!(false, "peek {a:?} but decode {b:?}"),
+            }
         }
 
         #[test]

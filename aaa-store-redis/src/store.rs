@@ -19,7 +19,7 @@ use redis::{
 };
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::codec::{MAX_MS, decode, encode, key_of};
+use crate::codec::{MAX_MS, decode, encode, key_of, peek};
 use crate::config::RedisConfig;
 use crate::error::RedisStoreError;
 use crate::scripts::{
@@ -54,6 +54,8 @@ struct Keys {
     /// `{P}due` — sorted set: session bucket number, scored by a lower bound of the earliest
     /// deadline in that bucket (ms). `KEYS[1]` of every script: it routes calls on a cluster.
     due: Vec<u8>,
+    /// `{P}s:<b>` for every bucket `b`: hashes of the sessions (32-byte key → value).
+    buckets: Vec<Vec<u8>>,
 }
 
 impl Keys {
@@ -61,14 +63,17 @@ impl Keys {
         let tag = format!("{{{prefix}}}");
         Self {
             due: format!("{tag}due").into_bytes(),
+            buckets: (0..BUCKETS)
+                .map(|b| format!("{tag}s:{b}").into_bytes())
+                .collect(),
             tag: tag.into_bytes(),
         }
     }
-    /// `{P}s:<b>` — hash: the sessions of bucket `b` (32-byte key → value).
-    fn bucket(&self, key: &CookieHash) -> Vec<u8> {
-        let mut k = self.tag.clone();
-        k.extend_from_slice(format!("s:{}", bucket_of(key)).as_bytes());
-        k
+    /// The name of the hash that holds the session under `key`.
+    fn bucket(&self, key: &CookieHash) -> &[u8] {
+        self.buckets
+            .get(usize::from(bucket_of(key)))
+            .map_or(&[], Vec::as_slice)
     }
 }
 
@@ -161,6 +166,8 @@ struct Job {
 /// One read-only validation step waiting to be sent: the key, and where its value goes.
 struct ReadJob {
     key: CookieHash,
+    /// When its validation's time budget runs out.
+    deadline: Instant,
     reply: oneshot::Sender<Result<Option<Vec<u8>>, RedisStoreError>>,
 }
 
@@ -357,8 +364,22 @@ impl RedisStore {
         id_only: bool,
     ) -> Result<Option<Validated>, RedisStoreError> {
         let budget = self.shared.config.operation_timeout();
-        match tokio::time::timeout(
-            budget,
+        let deadline = Instant::now() + budget;
+        // Fast path: a read (sent with every other read waiting, in one script call) answers
+        // most validations: those that need no write because the session was touched less
+        // than `granularity` ago (or `touch` is off) and whose deadlines are in the value
+        // itself. Anything else — a touch due, no timeouts, an expired or missing session, a
+        // value that does not decode — goes through the validate script, which decides
+        // atomically. A read never recreates anything. Both steps share one time budget: the
+        // read's batch is sent only within it, the script within what is left.
+        if let Some(answer) = self
+            .validate_read_only(key, deadline, now, touch, granularity, id_only)
+            .await?
+        {
+            return Ok(Some(answer));
+        }
+        match tokio::time::timeout_at(
+            deadline.into(),
             self.validate_steps(key, now, touch, granularity, id_only),
         )
         .await
@@ -380,18 +401,6 @@ impl RedisStore {
         id_only: bool,
     ) -> Result<Option<Validated>, RedisStoreError> {
         const OP: &str = "validate";
-        // Fast path: a plain GET (pipelined with every other request on the multiplexed
-        // connection) answers most validations: those that need no write because the session
-        // was touched less than `granularity` ago (or `touch` is off) and whose deadlines are in
-        // the value itself. Anything else — a touch due, no timeouts (the deadline is in the
-        // index), an expired or missing session, a value that does not decode — goes through
-        // the script, which decides atomically. A read never recreates anything.
-        if let Some(answer) = self
-            .validate_read_only(key, now, touch, granularity, id_only)
-            .await?
-        {
-            return Ok(Some(answer));
-        }
         let mut item = [0u8; ITEM];
         let (member, rest) = item.split_at_mut(32);
         member.copy_from_slice(key.as_bytes());
@@ -434,42 +443,54 @@ impl RedisStore {
     async fn validate_read_only(
         &self,
         key: &CookieHash,
+        deadline: Instant,
         now: SystemTime,
         touch: bool,
         granularity: Duration,
         id_only: bool,
     ) -> Result<Option<Validated>, RedisStoreError> {
-        let value = self.read(key).await?;
+        let value = self.read(key, deadline).await?;
         let Some(value) = value else {
             return Ok(None);
         };
         // A value that does not decode is for the script (and then `decode`) to report.
-        let Ok(record) = decode(*key, &value) else {
+        let Ok(times) = peek(&value) else {
             return Ok(None);
         };
-        if record.idle_timeout.is_none() && record.absolute_deadline.is_none() {
+        if times.idle_ms == 0 && times.absolute_ms == 0 {
             return Ok(None);
         }
-        if !record.is_live(now) {
+        let now_ms = unix_ms(now).min(MAX_MS);
+        if times.expired_at(now_ms) {
             return Ok(None);
         }
-        let since = now.duration_since(record.last_activity).unwrap_or_default();
-        if touch && now > record.last_activity && since >= granularity {
+        if touch && now_ms > times.last_ms && now_ms - times.last_ms >= ms(granularity) {
             return Ok(None);
         }
         Ok(Some(if id_only {
-            Validated::Id(record.id)
+            Validated::Id(times.id)
         } else {
-            Validated::Record(record)
+            Validated::Record(decode(*key, &value)?)
         }))
     }
 
     /// The value under `key`, read with whichever other reads are waiting (one pipeline).
-    async fn read(&self, key: &CookieHash) -> Result<Option<Vec<u8>>, RedisStoreError> {
+    async fn read(
+        &self,
+        key: &CookieHash,
+        deadline: Instant,
+    ) -> Result<Option<Vec<u8>>, RedisStoreError> {
         const OP: &str = "validate";
         if let Some(tx) = &self.reader {
             let (reply, answer) = oneshot::channel();
-            if tx.send(ReadJob { key: *key, reply }).is_ok() {
+            let job = ReadJob {
+                key: *key,
+                deadline,
+                reply,
+            };
+            // The batching task answers within the deadline: it sends a read only while
+            // there is time left, and waits for Redis only that long.
+            if tx.send(job).is_ok() {
                 return match answer.await {
                     Ok(r) => r,
                     // The batching task is gone (its runtime shut down): no answer will come.
@@ -481,7 +502,13 @@ impl RedisStore {
             .arg(self.shared.keys.bucket(key))
             .arg(key.as_bytes().as_slice())
             .clone();
-        self.shared.query(OP, &cmd).await
+        match tokio::time::timeout_at(deadline.into(), self.shared.query(OP, &cmd)).await {
+            Ok(r) => r,
+            Err(_) => Err(RedisStoreError::Timeout {
+                operation: OP,
+                timeout: self.shared.config.operation_timeout(),
+            }),
+        }
     }
 
     /// One validation, sent with whichever others are waiting; its entry of the script's reply.
@@ -788,6 +815,8 @@ where
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
+        // Let the tasks that are ready run first: their jobs join this batch.
+        tokio::task::yield_now().await;
         let mut jobs = Vec::with_capacity(MAX_BATCH);
         jobs.push(first);
         while jobs.len() < MAX_BATCH {
@@ -819,9 +848,23 @@ async fn validate_jobs(shared: Arc<Shared>, jobs: Vec<Job>) {
 }
 
 /// Sends reads in one pipeline of `HGET`s (resent once if the connection dropped: a read's
-/// answer is the same), and each its value.
+/// answer is the same), within the earliest deadline among them; each gets its value. Reads
+/// whose deadline has passed while they waited are answered with a timeout, unsent. (A
+/// pipeline costs the server less than a script doing the same reads, measured.)
 async fn read_jobs(shared: Arc<Shared>, jobs: Vec<ReadJob>) {
     const OP: &str = "validate";
+    let budget = shared.config.operation_timeout();
+    let now = Instant::now();
+    let (jobs, late): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.deadline > now);
+    for job in late {
+        job.answer(Err(RedisStoreError::Timeout {
+            operation: OP,
+            timeout: budget,
+        }));
+    }
+    let Some(first_deadline) = jobs.iter().map(|j| j.deadline).min() else {
+        return;
+    };
     let mut pipe = redis::pipe();
     for j in &jobs {
         pipe.cmd("HGET")
@@ -829,16 +872,28 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<ReadJob>) {
             .arg(j.key.as_bytes().as_slice());
     }
     let pipe = &pipe;
-    let values: Result<Vec<Option<Vec<u8>>>, RedisStoreError> = shared
-        .run(OP, |mut conn| async move {
-            pipe.query_async(&mut conn)
-                .await
-                .map_err(|source| RedisStoreError::Redis {
-                    operation: OP,
-                    source,
-                })
-        })
+    let values = shared
+        .run_within(
+            OP,
+            Resend::IfConnectionLost,
+            first_deadline.saturating_duration_since(now),
+            |mut conn| async move {
+                pipe.query_async(&mut conn)
+                    .await
+                    .map_err(|source| RedisStoreError::Redis {
+                        operation: OP,
+                        source,
+                    })
+            },
+        )
         .await;
+    let values = match values {
+        Err(RedisStoreError::Timeout { operation, .. }) => Err(RedisStoreError::Timeout {
+            operation,
+            timeout: budget,
+        }),
+        other => other,
+    };
     deliver(jobs, values, OP);
 }
 
@@ -908,7 +963,22 @@ impl Shared {
         F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisStoreError>>,
     {
-        let budget = self.config.operation_timeout();
+        self.run_within(operation, resend, self.config.operation_timeout(), f)
+            .await
+    }
+
+    /// As `run_with`, within `budget`.
+    async fn run_within<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        resend: Resend,
+        budget: Duration,
+        f: F,
+    ) -> Result<T, RedisStoreError>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = Result<T, RedisStoreError>>,
+    {
         let attempt = async {
             match f(self.conn()).await {
                 Err(e) if e.is_connection_lost() && resend == Resend::IfConnectionLost => {
@@ -1093,5 +1163,6 @@ mod tests {
         let h = CookieHash::from_bytes(raw);
         assert_eq!(bucket_of(&h), 3021);
         assert_eq!(k.bucket(&h), b"{dev1}s:3021");
+        assert_eq!(k.buckets.len(), usize::from(BUCKETS));
     }
 }
