@@ -84,95 +84,100 @@ local function forget(tag, due, f, m)
 end
 "#;
 
-/// Insert-if-absent on key and id, with the limits, in one step. Nothing is written unless
-/// the session is created.
+/// Creates: for each session, insert-if-absent on key and id, with the limits, each one
+/// atomic step (the whole call is). Nothing is written for a session unless it is created.
+/// Concurrent creates are sent together, so one call carries many.
 ///
-/// KEYS: due. ARGV: tag, key (32 bytes), id (8 bytes), value, now, deadline, ttl, per-user
-/// limit (0: none), total limit (0: none), backstop, username (the value's).
-/// Returns `ok`, `key`, `id`, `user` or `total`.
+/// KEYS: due. ARGV: tag, backstop, then 12 per session: key (32 bytes), id (8 bytes), value,
+/// now, deadline, ttl, per-user limit (0: none), total limit (0: none), and (computed by the
+/// caller, to spare the script the work) the key's bucket number, the names of its session
+/// bucket and id bucket and of the user's hash. Returns per session `ok`, `key`, `id`, `user`
+/// or `total`.
 const CREATE: &str = r#"
-local due = KEYS[1]
-local tag, m, id, v = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local now, ttl = tonumber(ARGV[5]), tonumber(ARGV[7])
-local per_user, total, backstop = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local b = kb(m)
-local sk = tag .. 's:' .. b
--- Insert-if-absent on the key; undone below if anything refuses.
-if redis.call('HSETNX', sk, m, v) == 0 then
-  -- The same value: this very create, sent again after a lost connection.
-  if redis.call('HGET', sk, m) == v then return 'ok' end
-  return 'key'
-end
--- Insert-if-absent on the id.
-local ik = tag .. 'i:' .. ib(id)
-if redis.call('HSETNX', ik, id, m) == 0 then
-  local other = redis.call('HGET', ik, id)
-  local taken = false
-  if #other == 32 then
-    local ov = redis.call('HGET', tag .. 's:' .. kb(other), other)
-    -- Taken, unless the entry is stale (its session is gone or has another id); an
-    -- unreadable value keeps its id.
-    if ov then
-      local of = parse(ov)
-      taken = not of or of.id == id
-    end
+local due, tag, backstop = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
+  -- Insert-if-absent on the key; undone below if anything refuses.
+  if redis.call('HSETNX', sk, m, v) == 0 then
+    -- The same value: this very create, sent again after a lost connection.
+    if redis.call('HGET', sk, m) == v then return 'ok' end
+    return 'key'
   end
-  if taken then
-    redis.call('HDEL', sk, m)
-    return 'id'
-  end
-  redis.call('HSET', ik, id, m)
-end
-local uk = tag .. 'u:' .. ARGV[11]
--- The limits count live sessions only (deadline after now); this one is not counted yet.
-local refused
-if per_user > 0 then
-  local live = 0
-  for _, uid in ipairs(redis.call('HKEYS', uk)) do
-    local k = #uid == 8 and redis.call('HGET', tag .. 'i:' .. ib(uid), uid)
-    local uv = k and #k == 32 and redis.call('HGET', tag .. 's:' .. kb(k), k)
-    local uf = uv and parse(uv)
-    if not uv or (uf and uf.id ~= uid) then
-      redis.call('HDEL', uk, uid)
-    elseif not uf or deadline(uf, backstop) > now then
-      live = live + 1
-    end
-  end
-  if live >= per_user then refused = 'user' end
-end
-if not refused and total > 0 then
-  local n = (tonumber(redis.call('ZSCORE', due, 'n')) or NBASE) - NBASE
-  if n >= total then
-    -- At the limit by the count: count exactly (the count may have drifted, if Redis dropped
-    -- a bucket by its TTL), then subtract the expired sessions not yet claimed, which only
-    -- buckets due by now can hold.
-    n = -1
-    for i = 0, B - 1 do n = n + redis.call('HLEN', tag .. 's:' .. i) end
-    redis.call('ZADD', due, num(NBASE + n), 'n')
-    local expired = 0
-    for _, db in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', num(now))) do
-      for _, ev in ipairs(redis.call('HVALS', tag .. 's:' .. db)) do
-        local ef = parse(ev)
-        if ef and deadline(ef, backstop) <= now then expired = expired + 1 end
+  -- Insert-if-absent on the id.
+  if redis.call('HSETNX', ik, id, m) == 0 then
+    local other = redis.call('HGET', ik, id)
+    local taken = false
+    if #other == 32 then
+      local ov = redis.call('HGET', tag .. 's:' .. kb(other), other)
+      -- Taken, unless the entry is stale (its session is gone or has another id); an
+      -- unreadable value keeps its id.
+      if ov then
+        local of = parse(ov)
+        taken = not of or of.id == id
       end
     end
-    if n - expired >= total then refused = 'total' end
+    if taken then
+      redis.call('HDEL', sk, m)
+      return 'id'
+    end
+    redis.call('HSET', ik, id, m)
   end
-end
-if refused then
-  redis.call('HDEL', sk, m)
-  redis.call('HDEL', ik, id)
+  -- The limits count live sessions only (deadline after now); this one is not counted yet.
+  local refused
+  if per_user > 0 then
+    local live = 0
+    for _, uid in ipairs(redis.call('HKEYS', uk)) do
+      local k = #uid == 8 and redis.call('HGET', tag .. 'i:' .. ib(uid), uid)
+      local uv = k and #k == 32 and redis.call('HGET', tag .. 's:' .. kb(k), k)
+      local uf = uv and parse(uv)
+      if not uv or (uf and uf.id ~= uid) then
+        redis.call('HDEL', uk, uid)
+      elseif not uf or deadline(uf, backstop) > now then
+        live = live + 1
+      end
+    end
+    if live >= per_user then refused = 'user' end
+  end
+  if not refused and total > 0 then
+    local n = (tonumber(redis.call('ZSCORE', due, 'n')) or NBASE) - NBASE
+    if n >= total then
+      -- At the limit by the count: count exactly (the count may have drifted, if Redis
+      -- dropped a bucket by its TTL), then subtract the expired sessions not yet claimed,
+      -- which only buckets due by now can hold.
+      n = -1
+      for i = 0, B - 1 do n = n + redis.call('HLEN', tag .. 's:' .. i) end
+      redis.call('ZADD', due, num(NBASE + n), 'n')
+      local expired = 0
+      for _, db in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', num(now))) do
+        for _, ev in ipairs(redis.call('HVALS', tag .. 's:' .. db)) do
+          local ef = parse(ev)
+          if ef and deadline(ef, backstop) <= now then expired = expired + 1 end
+        end
+      end
+      if n - expired >= total then refused = 'total' end
+    end
+  end
+  if refused then
+    redis.call('HDEL', sk, m)
+    redis.call('HDEL', ik, id)
+    extend(due, ttl)
+    return refused
+  end
+  redis.call('HSET', uk, id, '')
+  redis.call('ZADD', due, 'LT', dl, b)
+  count_add(due, 1)
+  extend(sk, ttl)
+  extend(ik, ttl)
+  extend(uk, ttl)
   extend(due, ttl)
-  return refused
+  return 'ok'
 end
-redis.call('HSET', uk, id, '')
-redis.call('ZADD', due, 'LT', ARGV[6], b)
-count_add(due, 1)
-extend(sk, ttl)
-extend(ik, ttl)
-extend(uk, ttl)
-extend(due, ttl)
-return 'ok'
+local out = {}
+for i = 3, #ARGV, 12 do
+  out[#out + 1] = one(ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4],
+    tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7]), ARGV[i + 8],
+    ARGV[i + 9], ARGV[i + 10], ARGV[i + 11])
+end
+return out
 "#;
 
 /// Validations, each atomic, of one or more sessions: the live session under each key, its

@@ -69,6 +69,20 @@ impl Keys {
             tag: tag.into_bytes(),
         }
     }
+    /// `{P}i:<b>`: the name of the hash that holds the id index entry of `id`.
+    fn id_bucket(&self, id: &[u8; 8]) -> Vec<u8> {
+        let &[.., hi, lo] = id;
+        let mut k = self.tag.clone();
+        k.extend_from_slice(format!("i:{}", u16::from_be_bytes([hi, lo]) % BUCKETS).as_bytes());
+        k
+    }
+    /// `{P}u:<name>`: the hash of a user's session ids.
+    fn user(&self, name: &str) -> Vec<u8> {
+        let mut k = self.tag.clone();
+        k.extend_from_slice(b"u:");
+        k.extend_from_slice(name.as_bytes());
+        k
+    }
     /// The name of the hash that holds the session under `key`.
     fn bucket(&self, key: &CookieHash) -> &[u8] {
         self.buckets
@@ -134,6 +148,8 @@ pub struct RedisStore {
     /// Where the read-only first steps of validations queue to be sent together (one pipeline
     /// of `HGET`s for many).
     reader: Option<mpsc::UnboundedSender<ReadJob>>,
+    /// Where creates queue to be sent together (one script call for many).
+    creator: Option<mpsc::UnboundedSender<CreateJob>>,
 }
 
 /// What the store and its batching task share.
@@ -322,7 +338,7 @@ impl RedisStore {
             conn: RwLock::new(conn),
             rebuild,
         });
-        let (batcher, reader) = match tokio::runtime::Handle::try_current() {
+        let (batcher, reader, creator) = match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let s = shared.clone();
@@ -330,14 +346,18 @@ impl RedisStore {
                 let (read_tx, read_rx) = mpsc::unbounded_channel();
                 let s = shared.clone();
                 rt.spawn(batches(read_rx, move |jobs| read_jobs(s.clone(), jobs)));
-                (Some(tx), Some(read_tx))
+                let (create_tx, create_rx) = mpsc::unbounded_channel();
+                let s = shared.clone();
+                rt.spawn(batches(create_rx, move |jobs| create_jobs(s.clone(), jobs)));
+                (Some(tx), Some(read_tx), Some(create_tx))
             }
-            Err(_) => (None, None),
+            Err(_) => (None, None, None),
         };
         Ok(Self {
             shared,
             batcher,
             reader,
+            creator,
         })
     }
 
@@ -542,38 +562,36 @@ impl RedisStore {
         limits: &SessionLimits,
     ) -> Result<CreateOutcome, RedisStoreError> {
         const OP: &str = "create";
-        let (keys, grace) = (&self.shared.keys, self.shared.grace_ms());
-        let value = encode(record)?;
-        let now = unix_ms(record.start).min(MAX_MS);
-        let deadline = match record.deadline() {
-            Some(d) => unix_ms(d).min(MAX_MS),
-            None => now.saturating_add(self.shared.backstop_ms()).min(MAX_MS),
-        };
-        let ttl = deadline.saturating_sub(now).saturating_add(grace).max(1);
-        let mut inv = CREATE_SCRIPT.prepare_invoke();
-        inv.key(&keys.due)
-            .arg(&keys.tag)
-            .arg(record.key.as_bytes().as_slice())
-            .arg(record.id.as_u64().to_be_bytes().as_slice())
-            .arg(value)
-            .arg(now)
-            .arg(deadline)
-            .arg(ttl)
-            .arg(limits.per_user.unwrap_or(0))
-            .arg(limits.total.unwrap_or(0))
-            .arg(self.shared.backstop_ms())
-            .arg(record.username.as_bytes());
-        let Value::BulkString(answer) = self.shared.invoke(OP, &inv).await? else {
-            return Err(RedisStoreError::UnexpectedReply { operation: OP });
-        };
-        match answer.as_slice() {
-            b"ok" => Ok(CreateOutcome::Created),
-            b"key" => Ok(CreateOutcome::KeyTaken),
-            b"id" => Ok(CreateOutcome::IdTaken),
-            b"user" => Ok(CreateOutcome::UserLimit),
-            b"total" => Ok(CreateOutcome::TotalLimit),
-            _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
-        }
+        let budget = self.shared.config.operation_timeout();
+        let deadline = Instant::now() + budget;
+        let item = CreateItem::new(record, limits, &self.shared)?;
+        let item =
+            match &self.creator {
+                Some(tx) => {
+                    let (reply, answer) = oneshot::channel();
+                    let job = CreateJob {
+                        item,
+                        deadline,
+                        reply,
+                    };
+                    // The batching task answers within the deadline, as for reads.
+                    match tx.send(job) {
+                        Ok(()) => {
+                            return outcome(answer.await.map_err(|_| {
+                                RedisStoreError::UnexpectedReply { operation: OP }
+                            })??);
+                        }
+                        Err(mpsc::error::SendError(job)) => job.item,
+                    }
+                }
+                None => item,
+            };
+        let mut answers = self.shared.create_batch(&[&item], budget).await?;
+        outcome(
+            answers
+                .pop()
+                .ok_or(RedisStoreError::UnexpectedReply { operation: OP })?,
+        )
     }
 
     async fn remove_inner(
@@ -721,6 +739,79 @@ impl RedisStore {
             out.extend(live.into_iter().map(|l| l == 1));
         }
         Ok(out)
+    }
+}
+
+/// What the create script answered for one session.
+fn outcome(answer: Vec<u8>) -> Result<CreateOutcome, RedisStoreError> {
+    match answer.as_slice() {
+        b"ok" => Ok(CreateOutcome::Created),
+        b"key" => Ok(CreateOutcome::KeyTaken),
+        b"id" => Ok(CreateOutcome::IdTaken),
+        b"user" => Ok(CreateOutcome::UserLimit),
+        b"total" => Ok(CreateOutcome::TotalLimit),
+        _ => Err(RedisStoreError::UnexpectedReply {
+            operation: "create",
+        }),
+    }
+}
+
+/// One session to create: the create script's arguments for it.
+struct CreateItem {
+    key: CookieHash,
+    id: [u8; 8],
+    value: Vec<u8>,
+    now: u64,
+    deadline: u64,
+    ttl: u64,
+    per_user: u32,
+    total: u32,
+    username: String,
+}
+
+impl CreateItem {
+    fn new(
+        record: &SessionRecord,
+        limits: &SessionLimits,
+        shared: &Shared,
+    ) -> Result<Self, RedisStoreError> {
+        let now = unix_ms(record.start).min(MAX_MS);
+        let deadline = match record.deadline() {
+            Some(d) => unix_ms(d).min(MAX_MS),
+            None => now.saturating_add(shared.backstop_ms()).min(MAX_MS),
+        };
+        Ok(Self {
+            key: record.key,
+            id: record.id.as_u64().to_be_bytes(),
+            value: encode(record)?,
+            now,
+            deadline,
+            ttl: deadline
+                .saturating_sub(now)
+                .saturating_add(shared.grace_ms())
+                .max(1),
+            per_user: limits.per_user.unwrap_or(0),
+            total: limits.total.unwrap_or(0),
+            username: record.username.clone(),
+        })
+    }
+}
+
+/// A create waiting to be sent, and where its answer goes.
+struct CreateJob {
+    item: CreateItem,
+    /// When its time budget runs out.
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Vec<u8>, RedisStoreError>>,
+}
+
+impl Batched for CreateJob {
+    type Answer = Vec<u8>;
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+    fn answer(self, answer: Result<Vec<u8>, RedisStoreError>) {
+        let _ = self.reply.send(answer);
     }
 }
 
@@ -897,7 +988,97 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<ReadJob>) {
     deliver(jobs, values, OP);
 }
 
+/// Sends creates in one call of the create script (resent once if the connection dropped:
+/// the script recognises its own value), within the earliest deadline among them; each gets
+/// its answer. Creates whose deadline has passed while they waited are answered with a
+/// timeout, unsent.
+async fn create_jobs(shared: Arc<Shared>, jobs: Vec<CreateJob>) {
+    const OP: &str = "create";
+    let budget = shared.config.operation_timeout();
+    let now = Instant::now();
+    let (jobs, late): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.deadline > now);
+    for job in late {
+        job.answer(Err(RedisStoreError::Timeout {
+            operation: OP,
+            timeout: budget,
+        }));
+    }
+    let Some(first_deadline) = jobs.iter().map(|j| j.deadline).min() else {
+        return;
+    };
+    let items: Vec<&CreateItem> = jobs.iter().map(|j| &j.item).collect();
+    let answers = match shared
+        .create_batch(&items, first_deadline.saturating_duration_since(now))
+        .await
+    {
+        Err(RedisStoreError::Timeout { operation, .. }) => Err(RedisStoreError::Timeout {
+            operation,
+            timeout: budget,
+        }),
+        other => other,
+    };
+    drop(items);
+    deliver(jobs, answers, OP);
+}
+
 impl Shared {
+    /// One call of the create script for `items`, within `budget`; one answer per item.
+    async fn create_batch(
+        &self,
+        items: &[&CreateItem],
+        budget: Duration,
+    ) -> Result<Vec<Vec<u8>>, RedisStoreError> {
+        const OP: &str = "create";
+        let mut inv = CREATE_SCRIPT.prepare_invoke();
+        inv.key(&self.keys.due)
+            .arg(&self.keys.tag)
+            .arg(self.backstop_ms());
+        for item in items {
+            inv.arg(item.key.as_bytes().as_slice())
+                .arg(item.id.as_slice())
+                .arg(item.value.as_slice())
+                .arg(item.now)
+                .arg(item.deadline)
+                .arg(item.ttl)
+                .arg(item.per_user)
+                .arg(item.total)
+                .arg(bucket_of(&item.key))
+                .arg(self.keys.bucket(&item.key))
+                .arg(self.keys.id_bucket(&item.id))
+                .arg(self.keys.user(&item.username));
+        }
+        let inv = &inv;
+        let reply = self
+            .run_within(
+                OP,
+                Resend::IfConnectionLost,
+                budget,
+                |mut conn| async move {
+                    inv.invoke_async::<Value>(&mut conn)
+                        .await
+                        .map_err(|source| RedisStoreError::Redis {
+                            operation: OP,
+                            source,
+                        })
+                },
+            )
+            .await?;
+        let Value::Array(answers) = reply else {
+            return Err(RedisStoreError::UnexpectedReply { operation: OP });
+        };
+        if answers.len() != items.len() {
+            return Err(RedisStoreError::UnexpectedReply { operation: OP });
+        }
+        answers
+            .into_iter()
+            .map(|a| match a {
+                Value::BulkString(a) => Ok(a),
+                Value::SimpleString(a) => Ok(a.into_bytes()),
+                _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
+            })
+            .collect()
+    }
+
     fn conn(&self) -> Conn {
         self.conn
             .read()
@@ -1164,5 +1345,8 @@ mod tests {
         assert_eq!(bucket_of(&h), 3021);
         assert_eq!(k.bucket(&h), b"{dev1}s:3021");
         assert_eq!(k.buckets.len(), usize::from(BUCKETS));
+        // The id bucket is the id mod 4096, as the scripts compute it: 0x1234 % 4096 = 0x234.
+        assert_eq!(k.id_bucket(&0x1234u64.to_be_bytes()), b"{dev1}i:564");
+        assert_eq!(k.user("alice"), b"{dev1}u:alice");
     }
 }

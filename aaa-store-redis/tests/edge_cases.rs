@@ -299,3 +299,60 @@ async fn many_validations_at_once_each_get_their_answer() {
         assert!(got.last_activity >= now && got.last_activity <= now + Duration::from_millis(3));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_sent_together_each_get_their_answer() {
+    // Creates sent at once go out in shared script calls; pairs that share an id or a key
+    // still end with exactly one session each, whatever call carried them.
+    let s = Arc::new(store(&unique_prefix("creates"), None).await);
+    let now = base_time();
+    let mut tasks = Vec::new();
+    let mut pairs = Vec::new();
+    for i in 0..100 {
+        let a = record(&format!("user{}", i % 5), now, hour(), None);
+        let mut b = record("other", now, hour(), None);
+        if i % 2 == 0 {
+            b.id = a.id;
+        } else {
+            b.key = a.key;
+        }
+        pairs.push((a.clone(), b.clone()));
+        for r in [a, b] {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                (
+                    r.key,
+                    s.create(&r, &SessionLimits::default()).await.unwrap(),
+                )
+            }));
+        }
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap().1);
+    }
+    for (i, pair) in outcomes.chunks(2).enumerate() {
+        let created = pair
+            .iter()
+            .filter(|o| **o == CreateOutcome::Created)
+            .count();
+        assert_eq!(created, 1, "pair {i}: {pair:?}");
+        let refused = if i % 2 == 0 {
+            CreateOutcome::IdTaken
+        } else {
+            CreateOutcome::KeyTaken
+        };
+        assert!(pair.contains(&refused), "pair {i}: {pair:?}");
+    }
+    let listed = s.list(now).await.unwrap();
+    assert_eq!(listed.len(), 100);
+    // Each listed session is the one its create reported.
+    for (i, (a, b)) in pairs.iter().enumerate() {
+        let winner = if outcomes[2 * i] == CreateOutcome::Created {
+            a
+        } else {
+            b
+        };
+        assert!(listed.contains(winner), "pair {i}");
+    }
+}
