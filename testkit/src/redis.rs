@@ -653,8 +653,9 @@ impl Drop for RedisServer {
     }
 }
 
-/// A Redis Cluster of masters without replicas, each a [`RedisServer`] with
-/// `cluster-enabled yes`, created with `redis-cli --cluster create`.
+/// A Redis Cluster of masters (and, with [`start_with_replicas`](Self::start_with_replicas),
+/// replicas), each a [`RedisServer`] with `cluster-enabled yes`, created with
+/// `redis-cli --cluster create`.
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
@@ -664,8 +665,15 @@ impl RedisCluster {
     /// Starts `masters` nodes (at least 3), creates the cluster, and waits until every node
     /// reports `cluster_state:ok`.
     pub fn start(masters: usize) -> Self {
+        Self::start_with_replicas(masters, 0)
+    }
+
+    /// Starts `masters` nodes (at least 3) with `replicas` replicas each, creates the cluster,
+    /// and waits until every node reports `cluster_state:ok`. A master that stops is replaced
+    /// by its replica after the cluster node timeout (2 s here).
+    pub fn start_with_replicas(masters: usize, replicas: usize) -> Self {
         assert!(masters >= 3, "a Redis Cluster needs at least 3 masters");
-        let nodes: Vec<RedisServer> = (0..masters)
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| {
                 RedisServer::start_with(RedisOptions {
                     cluster: true,
@@ -678,7 +686,9 @@ impl RedisCluster {
         for n in &nodes {
             cmd.arg(format!("127.0.0.1:{}", n.port()));
         }
-        cmd.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        cmd.arg("--cluster-replicas")
+            .arg(replicas.to_string())
+            .arg("--cluster-yes");
         let (status, out, err) = run(cmd, None, CLUSTER_DEADLINE);
         assert!(
             status.success(),
@@ -733,6 +743,32 @@ impl RedisCluster {
     /// The nodes.
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
+    }
+
+    /// The running master that serves `slot` (as the nodes themselves report it), if any.
+    pub fn master_of(&self, slot: u16) -> Option<&RedisServer> {
+        self.nodes.iter().find(|n| Self::serves(n, slot))
+    }
+
+    /// Whether node `n` says it serves `slot` itself (`CLUSTER NODES`: it is `myself,master`
+    /// with a range holding the slot).
+    fn serves(n: &RedisServer, slot: u16) -> bool {
+        let Ok(out) = resp_command(n.port(), &["CLUSTER", "NODES"]) else {
+            return false;
+        };
+        String::from_utf8_lossy(&out).lines().any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let myself = fields.get(2).is_some_and(|f| f.contains("myself"));
+            let master = fields.get(2).is_some_and(|f| f.contains("master"));
+            myself
+                && master
+                && fields.iter().skip(8).any(|range| {
+                    let mut parts = range.splitn(2, '-');
+                    let lo = parts.next().and_then(|p| p.parse::<u16>().ok());
+                    let hi = parts.next().and_then(|p| p.parse::<u16>().ok()).or(lo);
+                    matches!((lo, hi), (Some(lo), Some(hi)) if lo <= slot && slot <= hi)
+                })
+        })
     }
 
     /// Runs `redis-cli -c -p PORT args…` against the first node (following redirections).
