@@ -51,7 +51,7 @@
 //! | `{P}s:<b>` | hash | bucket `b` (the key's first two bytes mod 4096) of the sessions: 32 bytes of `SHA-256(cookie)` → the record, encoded (below) |
 //! | `{P}i:<b>` | hash | bucket `b` (the id mod 4096) of the id index: 8-byte big-endian id → 32-byte key |
 //! | `{P}u:` + username | hash | that user's 8-byte ids, with empty values (for the per-user limit) |
-//! | `{P}due` | sorted set | each session bucket `b`, scored by a lower bound of the earliest deadline in it (ms since the epoch); and the member `n`, whose score is 2^50 + the number of sessions |
+//! | `{P}due` | sorted set | each session bucket `b`, scored by a lower bound of the earliest deadline in it (ms since the epoch); the member `n`, whose score is 2^50 + the number of sessions; and `r`, 2^51 + when that number was last made exact |
 //!
 //! Only the hash of a cookie is stored, never the cookie. The raw 32 bytes (not hex) keep the
 //! memory per session low. Up to about 100 sessions per bucket (400,000 in a table) every bucket

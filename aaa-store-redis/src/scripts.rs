@@ -22,22 +22,27 @@ const PRELUDE: &str = r#"
 local B = 4096
 local MAXMS = 281474976710655
 local NBASE = 1125899906842624
+local RBASE = 2 * NBASE
 local SLACK = 60000
 local function num(x) return string.format('%.0f', x) end
 -- Makes a key live at least ttl ms more (sets a TTL if it has none); never shortens it. When
 -- it must extend, it adds a minute more, so that a busy key is not extended on every call.
 local function extend(k, ttl)
+  ttl = math.min(ttl, MAXMS)
   if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, num(ttl + SLACK)) end
 end
 -- Adds d to the count of sessions (the score of `n` in due, offset by NBASE; never below 0).
+-- A decrement never creates due (which a create gives a TTL): an absent count stays absent,
+-- and an absent count is "unknown" to the total limit, which then counts exactly.
 local function count_add(due, d)
-  local s = tonumber(redis.call('ZINCRBY', due, d, 'n'))
-  if s >= NBASE then return end
-  -- The count was absent (ZINCRBY started from 0), or would go below 0.
-  if s > 0 and s < NBASE / 2 then
-    redis.call('ZADD', due, num(NBASE + s), 'n')
-  else
-    redis.call('ZADD', due, num(NBASE), 'n')
+  if d < 0 then
+    local c = redis.call('ZSCORE', due, 'n')
+    if not c or tonumber(c) <= NBASE then return end
+  end
+  local c = tonumber(redis.call('ZINCRBY', due, d, 'n'))
+  if c < NBASE then
+    -- The count was absent (ZINCRBY started from 0).
+    redis.call('ZADD', due, num(NBASE + math.max(c, 0)), 'n')
   end
 end
 -- The bucket of a 32-byte key, and of an 8-byte id.
@@ -95,6 +100,34 @@ end
 /// or `total`.
 const CREATE: &str = r#"
 local due, tag, backstop = KEYS[1], ARGV[1], tonumber(ARGV[2])
+-- The live sessions in total, once counted exactly in this call (nil until then); kept up to
+-- date by this call's creates.
+local live_total
+-- The live sessions at `now`, this one (inserted already) excepted: the count, made exact by
+-- counting the buckets if it is unknown or was last made exact 10 s ago or more (it drifts
+-- only if Redis drops a bucket by its TTL), less the expired sessions not yet claimed (which
+-- only buckets due by now hold).
+local function count_live(now)
+  local c = redis.call('ZSCORE', due, 'n')
+  local at = redis.call('ZSCORE', due, 'r')
+  local n
+  if c and at and now - (tonumber(at) - RBASE) < 10000 then
+    n = tonumber(c) - NBASE
+  else
+    n = -1
+    for i = 0, B - 1 do n = n + redis.call('HLEN', tag .. 's:' .. i) end
+    redis.call('ZADD', due, num(NBASE + n), 'n')
+    redis.call('ZADD', due, num(RBASE + math.min(now, MAXMS)), 'r')
+  end
+  local expired = 0
+  for _, db in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', num(now))) do
+    for _, ev in ipairs(redis.call('HVALS', tag .. 's:' .. db)) do
+      local ef = parse(ev)
+      if ef and deadline(ef, backstop) <= now then expired = expired + 1 end
+    end
+  end
+  return n - expired
+end
 local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
   -- Insert-if-absent on the key; undone below if anything refuses.
   if redis.call('HSETNX', sk, m, v) == 0 then
@@ -138,37 +171,29 @@ local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
     if live >= per_user then refused = 'user' end
   end
   if not refused and total > 0 then
-    local n = (tonumber(redis.call('ZSCORE', due, 'n')) or NBASE) - NBASE
-    if n >= total then
-      -- At the limit by the count: count exactly (the count may have drifted, if Redis
-      -- dropped a bucket by its TTL), then subtract the expired sessions not yet claimed,
-      -- which only buckets due by now can hold.
-      n = -1
-      for i = 0, B - 1 do n = n + redis.call('HLEN', tag .. 's:' .. i) end
-      redis.call('ZADD', due, num(NBASE + n), 'n')
-      local expired = 0
-      for _, db in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', num(now))) do
-        for _, ev in ipairs(redis.call('HVALS', tag .. 's:' .. db)) do
-          local ef = parse(ev)
-          if ef and deadline(ef, backstop) <= now then expired = expired + 1 end
-        end
-      end
-      if n - expired >= total then refused = 'total' end
+    if not live_total then
+      -- Under the limit by the count (which includes expired sessions not yet claimed), the
+      -- live sessions are too; at it, or unknown, count them.
+      local c = redis.call('ZSCORE', due, 'n')
+      if not c or tonumber(c) - NBASE >= total then live_total = count_live(now) end
     end
+    if live_total and live_total >= total then refused = 'total' end
   end
   if refused then
     redis.call('HDEL', sk, m)
     redis.call('HDEL', ik, id)
-    extend(due, ttl)
+    extend(due, ttl + SLACK)
     return refused
   end
   redis.call('HSET', uk, id, '')
   redis.call('ZADD', due, 'LT', dl, b)
   count_add(due, 1)
+  if live_total then live_total = live_total + 1 end
   extend(sk, ttl)
   extend(ik, ttl)
   extend(uk, ttl)
-  extend(due, ttl)
+  -- The bucket index outlives the buckets it scores.
+  extend(due, ttl + SLACK)
   return 'ok'
 end
 local out = {}
@@ -216,7 +241,7 @@ local function one(p)
     extend(sk, ttl)
     extend(tag .. 'i:' .. ib(f.id), ttl)
     extend(tag .. 'u:' .. f.user, ttl)
-    extend(due, ttl)
+    extend(due, ttl + SLACK)
   end
   if flags >= 2 then return f.id end
   return v

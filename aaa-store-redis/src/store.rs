@@ -508,14 +508,10 @@ impl RedisStore {
                 deadline,
                 reply,
             };
-            // The batching task answers within the deadline: it sends a read only while
-            // there is time left, and waits for Redis only that long.
+            // The batching task sends a read only while there is time left; the caller waits
+            // for its answer until its own deadline (the batch may run longer for others).
             if tx.send(job).is_ok() {
-                return match answer.await {
-                    Ok(r) => r,
-                    // The batching task is gone (its runtime shut down): no answer will come.
-                    Err(_) => Err(RedisStoreError::UnexpectedReply { operation: OP }),
-                };
+                return within(deadline, OP, self.shared.config.operation_timeout(), answer).await;
             }
         }
         let cmd = redis::cmd("HGET")
@@ -565,27 +561,24 @@ impl RedisStore {
         let budget = self.shared.config.operation_timeout();
         let deadline = Instant::now() + budget;
         let item = CreateItem::new(record, limits, &self.shared)?;
-        let item =
-            match &self.creator {
-                Some(tx) => {
-                    let (reply, answer) = oneshot::channel();
-                    let job = CreateJob {
-                        item,
-                        deadline,
-                        reply,
-                    };
-                    // The batching task answers within the deadline, as for reads.
-                    match tx.send(job) {
-                        Ok(()) => {
-                            return outcome(answer.await.map_err(|_| {
-                                RedisStoreError::UnexpectedReply { operation: OP }
-                            })??);
-                        }
-                        Err(mpsc::error::SendError(job)) => job.item,
+        let item = match &self.creator {
+            Some(tx) => {
+                let (reply, answer) = oneshot::channel();
+                let job = CreateJob {
+                    item,
+                    deadline,
+                    reply,
+                };
+                // The batching task answers within the deadline, as for reads.
+                match tx.send(job) {
+                    Ok(()) => {
+                        return outcome(within(deadline, OP, budget, answer).await?);
                     }
+                    Err(mpsc::error::SendError(job)) => job.item,
                 }
-                None => item,
-            };
+            }
+            None => item,
+        };
         let mut answers = self.shared.create_batch(&[&item], budget).await?;
         outcome(
             answers
@@ -742,6 +735,25 @@ impl RedisStore {
     }
 }
 
+/// The answer a batching task sends on `answer`, awaited until `deadline`: a timeout after it
+/// (the job may still run, for a create as for any call whose answer did not come in time).
+async fn within<T>(
+    deadline: Instant,
+    operation: &'static str,
+    budget: Duration,
+    answer: oneshot::Receiver<Result<T, RedisStoreError>>,
+) -> Result<T, RedisStoreError> {
+    match tokio::time::timeout_at(deadline.into(), answer).await {
+        Ok(Ok(r)) => r,
+        // The batching task is gone (its runtime shut down): no answer will come.
+        Ok(Err(_)) => Err(RedisStoreError::UnexpectedReply { operation }),
+        Err(_) => Err(RedisStoreError::Timeout {
+            operation,
+            timeout: budget,
+        }),
+    }
+}
+
 /// What the create script answered for one session.
 fn outcome(answer: Vec<u8>) -> Result<CreateOutcome, RedisStoreError> {
     match answer.as_slice() {
@@ -789,7 +801,7 @@ impl CreateItem {
             ttl: deadline
                 .saturating_sub(now)
                 .saturating_add(shared.grace_ms())
-                .max(1),
+                .clamp(1, MAX_MS),
             per_user: limits.per_user.unwrap_or(0),
             total: limits.total.unwrap_or(0),
             username: record.username.clone(),
@@ -939,8 +951,9 @@ async fn validate_jobs(shared: Arc<Shared>, jobs: Vec<Job>) {
 }
 
 /// Sends reads in one pipeline of `HGET`s (resent once if the connection dropped: a read's
-/// answer is the same), within the earliest deadline among them; each gets its value. Reads
-/// whose deadline has passed while they waited are answered with a timeout, unsent. (A
+/// answer is the same), within the latest deadline among them (each caller stops waiting at
+/// its own); each gets its value. Reads whose deadline has passed while they waited are
+/// answered with a timeout, unsent. (A
 /// pipeline costs the server less than a script doing the same reads, measured.)
 async fn read_jobs(shared: Arc<Shared>, jobs: Vec<ReadJob>) {
     const OP: &str = "validate";
@@ -953,7 +966,7 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<ReadJob>) {
             timeout: budget,
         }));
     }
-    let Some(first_deadline) = jobs.iter().map(|j| j.deadline).min() else {
+    let Some(last_deadline) = jobs.iter().map(|j| j.deadline).max() else {
         return;
     };
     let mut pipe = redis::pipe();
@@ -967,7 +980,7 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<ReadJob>) {
         .run_within(
             OP,
             Resend::IfConnectionLost,
-            first_deadline.saturating_duration_since(now),
+            last_deadline.saturating_duration_since(now),
             |mut conn| async move {
                 pipe.query_async(&mut conn)
                     .await
@@ -989,8 +1002,8 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<ReadJob>) {
 }
 
 /// Sends creates in one call of the create script (resent once if the connection dropped:
-/// the script recognises its own value), within the earliest deadline among them; each gets
-/// its answer. Creates whose deadline has passed while they waited are answered with a
+/// the script recognises its own value), within the latest deadline among them (each caller
+/// stops waiting at its own); each gets its answer. Creates whose deadline has passed while they waited are answered with a
 /// timeout, unsent.
 async fn create_jobs(shared: Arc<Shared>, jobs: Vec<CreateJob>) {
     const OP: &str = "create";
@@ -1003,12 +1016,12 @@ async fn create_jobs(shared: Arc<Shared>, jobs: Vec<CreateJob>) {
             timeout: budget,
         }));
     }
-    let Some(first_deadline) = jobs.iter().map(|j| j.deadline).min() else {
+    let Some(last_deadline) = jobs.iter().map(|j| j.deadline).max() else {
         return;
     };
     let items: Vec<&CreateItem> = jobs.iter().map(|j| &j.item).collect();
     let answers = match shared
-        .create_batch(&items, first_deadline.saturating_duration_since(now))
+        .create_batch(&items, last_deadline.saturating_duration_since(now))
         .await
     {
         Err(RedisStoreError::Timeout { operation, .. }) => Err(RedisStoreError::Timeout {
@@ -1086,12 +1099,14 @@ impl Shared {
             .clone()
     }
 
+    /// The grace in ms, capped (as every time the store keeps) at 48 bits.
     fn grace_ms(&self) -> u64 {
-        ms(self.config.grace())
+        ms(self.config.grace()).min(MAX_MS)
     }
 
+    /// The backstop in ms, capped at 48 bits.
     fn backstop_ms(&self) -> u64 {
-        ms(self.config.max_idle_backstop())
+        ms(self.config.max_idle_backstop()).min(MAX_MS)
     }
 
     /// Replaces a connection manager stuck on a failure it does not retry by itself (an

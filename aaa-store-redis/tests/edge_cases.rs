@@ -356,3 +356,89 @@ async fn concurrent_creates_sent_together_each_get_their_answer() {
         assert!(listed.contains(winner), "pair {i}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_grace_and_backstop_are_capped_not_errors() {
+    // "Never" as Duration::MAX: every TTL and deadline is capped at 48 bits of ms, so Redis
+    // accepts each expiry and no script fails half-way.
+    let prefix = unique_prefix("huge");
+    let config = RedisConfig::from_url(&RedisServer::shared().url())
+        .unwrap()
+        .with_prefix(&prefix)
+        .unwrap()
+        .with_grace(Duration::MAX)
+        .with_max_idle_backstop(Duration::MAX);
+    let s = RedisStore::connect(config).await.unwrap();
+    let now = base_time();
+    let forever = record("alice", now, None, None);
+    let idle = record("bob", now, hour(), None);
+    for r in [&forever, &idle] {
+        assert_eq!(
+            s.create(r, &SessionLimits::default()).await.unwrap(),
+            CreateOutcome::Created
+        );
+    }
+    let later = now + Duration::from_secs(1800);
+    assert_eq!(
+        s.validate_id(&forever.key, later, true, Duration::ZERO)
+            .await
+            .unwrap(),
+        Some(forever.id)
+    );
+    assert_eq!(
+        s.validate_id(&idle.key, later, true, Duration::ZERO)
+            .await
+            .unwrap(),
+        Some(idle.id)
+    );
+    assert_eq!(s.list(later).await.unwrap().len(), 2);
+    for k in keys_of(&prefix).await {
+        let pttl: i64 = RedisServer::shared()
+            .cli_bytes(&[b"PTTL", &k])
+            .iter()
+            .map(|&b| char::from(b))
+            .collect::<String>()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(pttl > 0, "{}", String::from_utf8_lossy(&k));
+    }
+    assert!(s.remove(&forever.key).await.unwrap().is_some());
+    assert!(s.remove_by_id(idle.id).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_never_recreates_the_index_without_a_ttl() {
+    // The bucket index (and the count in it) gone — dropped by its TTL or evicted — a removal
+    // leaves it gone rather than recreating it without a TTL; the next create under a total
+    // limit then counts exactly.
+    let prefix = unique_prefix("noindex");
+    let s = store(&prefix, None).await;
+    let now = base_time();
+    let a = record("alice", now, hour(), None);
+    let b = record("bob", now, hour(), None);
+    for r in [&a, &b] {
+        assert_eq!(
+            s.create(r, &SessionLimits::default()).await.unwrap(),
+            CreateOutcome::Created
+        );
+    }
+    let due = format!("{{{prefix}}}due");
+    RedisServer::shared().cli(&["DEL", &due]);
+    assert!(s.remove(&a.key).await.unwrap().is_some());
+    assert!(!keys_of(&prefix).await.contains(&due.clone().into_bytes()));
+    // bob is still there: a total limit of 1 is reached, counted exactly.
+    let one = SessionLimits {
+        per_user: None,
+        total: Some(1),
+    };
+    let c = record("carol", now, hour(), None);
+    assert_eq!(s.create(&c, &one).await.unwrap(), CreateOutcome::TotalLimit);
+    let two = SessionLimits {
+        per_user: None,
+        total: Some(2),
+    };
+    assert_eq!(s.create(&c, &two).await.unwrap(), CreateOutcome::Created);
+    let pttl: i64 = RedisServer::shared().cli(&["PTTL", &due]).parse().unwrap();
+    assert!(pttl > 0);
+}
