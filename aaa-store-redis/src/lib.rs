@@ -69,6 +69,12 @@
 //! (default 7 days) after its last activity, moved by its validations once less than half of
 //! it is left: unused for that long, it expires and is reaped like any other.
 //!
+//! The server must not evict the table's keys (`maxmemory-policy noeviction`, Redis' default):
+//! an evicted bucket loses sessions, an evicted `{P}due` leaves its buckets' expired sessions
+//! unclaimed until their TTL. The layout is version 2 of the store: processes of an earlier
+//! version (one key per session) do not see these sessions; upgrade all processes of a prefix
+//! together.
+//!
 //! # Operations
 //!
 //! - `create`: one script checks that neither the key nor the id exists, counts the user's live
