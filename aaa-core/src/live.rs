@@ -158,7 +158,21 @@ impl LiveSlots {
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     ) {
-                        Ok(_) => return true,
+                        // The state word holds only 16 bits of the tag: if the slot was reused
+                        // between the tag check and the swap by a session whose word happened
+                        // to equal ours, the swap went through on the newcomer's state. The
+                        // tag (visible: the swap read the newcomer's release) tells; then the
+                        // slide is undone, if nothing touched the slot since, and ours is gone.
+                        Ok(_) if slot.tag.load(Ordering::Acquire) == r.tag.get() => return true,
+                        Ok(_) => {
+                            let _ = slot.state.compare_exchange(
+                                pack(now_ms, r.tag),
+                                state,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            );
+                            return false;
+                        }
                         Err(now_state) => state = now_state,
                     }
                 }

@@ -329,11 +329,16 @@ impl SessionStore for MemoryStore {
             for k in candidates {
                 // Ended only if still expired: a validation may have slid it meanwhile (the
                 // slot's compare-and-swap decides between the two).
-                if let Some(e) = map.get(&k)
-                    && let Some(last) = self.slots.end_if_expired(e.live, now_ms)
-                    && let Some(e) = map.remove(&k)
-                {
-                    let r = e.ended(Some(last));
+                let Some(e) = map.get(&k) else { continue };
+                let last = match self.slots.end_if_expired(e.live, now_ms) {
+                    Some(last) => Some(last),
+                    // A slot already ended while its record is still here (ended by someone
+                    // other than this store): the record is claimed too, so it never stays.
+                    None if self.slots.last_ms(e.live).is_none() => None,
+                    None => continue,
+                };
+                if let Some(e) = map.remove(&k) {
+                    let r = e.ended(last);
                     index.forget(&r);
                     out.push(r);
                 }
