@@ -35,6 +35,8 @@ pub(crate) const BUCKETS: u16 = 4096;
 const PAGE: usize = 1000;
 /// Session buckets per `list` script call.
 const LIST_BUCKETS: u16 = 128;
+/// Operation budgets a whole listing gets.
+const LIST_BUDGETS: u32 = 4;
 /// How many times the connection manager retries a lost connection before failing the
 /// commands that wait for it (the next command starts a new attempt).
 const RECONNECT_RETRIES: usize = 2;
@@ -624,24 +626,24 @@ impl RedisStore {
         }
     }
 
+    /// Every live session: the pages of buckets are read at once (one script call each, all
+    /// in flight together on the connection), within one deadline: `LIST_BUDGETS` operation
+    /// budgets, as a listing reads the whole table (100,000 sessions: 0.3 s).
     async fn list_inner(&self, now: SystemTime) -> Result<Vec<SessionRecord>, RedisStoreError> {
         const OP: &str = "list";
-        let keys = &self.shared.keys;
+        let budget = self.shared.config.operation_timeout() * LIST_BUDGETS;
+        let deadline = Instant::now() + budget;
         let now_ms = unix_ms(now).min(MAX_MS);
+        let mut pages = tokio::task::JoinSet::new();
+        for from in (0..BUCKETS).step_by(usize::from(LIST_BUCKETS)) {
+            let shared = self.shared.clone();
+            pages.spawn(async move { shared.list_page(from, now_ms, deadline).await });
+        }
         let mut out = Vec::new();
         let mut corrupt = 0usize;
-        for from in (0..BUCKETS).step_by(usize::from(LIST_BUCKETS)) {
-            let mut inv = LIST_PAGE_SCRIPT.prepare_invoke();
-            inv.key(&keys.due)
-                .arg(&keys.tag)
-                .arg(from)
-                .arg(from.saturating_add(LIST_BUCKETS).min(BUCKETS))
-                .arg(now_ms)
-                .arg(self.shared.backstop_ms());
-            let Value::Array(items) = self.shared.invoke(OP, &inv).await? else {
-                return Err(RedisStoreError::UnexpectedReply { operation: OP });
-            };
-            let mut items = items.into_iter();
+        while let Some(page) = pages.join_next().await {
+            let page = page.map_err(|_| RedisStoreError::UnexpectedReply { operation: OP })?;
+            let mut items = page?.into_iter();
             while let (Some(m), Some(v)) = (items.next(), items.next()) {
                 let (Value::BulkString(m), Value::BulkString(v)) = (m, v) else {
                     return Err(RedisStoreError::UnexpectedReply { operation: OP });
@@ -1035,6 +1037,50 @@ async fn create_jobs(shared: Arc<Shared>, jobs: Vec<CreateJob>) {
 }
 
 impl Shared {
+    /// The live sessions (and the values that do not parse) of the buckets from `from`, one
+    /// page of the listing, by `deadline`.
+    async fn list_page(
+        &self,
+        from: u16,
+        now_ms: u64,
+        deadline: Instant,
+    ) -> Result<Vec<Value>, RedisStoreError> {
+        const OP: &str = "list";
+        let mut inv = LIST_PAGE_SCRIPT.prepare_invoke();
+        inv.key(&self.keys.due)
+            .arg(&self.keys.tag)
+            .arg(from)
+            .arg(from.saturating_add(LIST_BUCKETS).min(BUCKETS))
+            .arg(now_ms)
+            .arg(self.backstop_ms());
+        let inv = &inv;
+        let budget = deadline.saturating_duration_since(Instant::now());
+        let reply = self
+            .run_within(
+                OP,
+                Resend::IfConnectionLost,
+                budget,
+                |mut conn| async move {
+                    inv.invoke_async::<Value>(&mut conn)
+                        .await
+                        .map_err(|source| RedisStoreError::Redis {
+                            operation: OP,
+                            source,
+                        })
+                },
+            )
+            .await;
+        match reply {
+            Ok(Value::Array(items)) => Ok(items),
+            Ok(_) => Err(RedisStoreError::UnexpectedReply { operation: OP }),
+            Err(RedisStoreError::Timeout { operation, .. }) => Err(RedisStoreError::Timeout {
+                operation,
+                timeout: self.config.operation_timeout() * LIST_BUDGETS,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
     /// One call of the create script for `items`, within `budget`; one answer per item.
     async fn create_batch(
         &self,
