@@ -368,6 +368,25 @@ fn random_authenticator() -> Result<[u8; 16], RadiusError> {
     Ok(a)
 }
 
+/// Receive buffer asked for each socket: up to 224 replies can arrive in a burst, more than
+/// the usual 208 KiB default holds while the receive task waits for a CPU (the kernel caps it at
+/// `net.core.rmem_max`).
+const RECEIVE_BUFFER: usize = 1 << 20;
+
+/// A non-blocking UDP socket bound to `bind`, with a receive buffer for bursts of replies.
+fn bind_udp(bind: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(bind),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // Best effort: a smaller buffer still works, only with less room for bursts.
+    let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
+    socket.bind(&bind.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
 impl Link {
     /// Opens a socket and starts its receive task. Call inside the runtime's context.
     fn open_socket(&self) -> Result<SocketSlot, RadiusError> {
@@ -377,8 +396,7 @@ impl Link {
             bind: info.bind,
             source,
         };
-        let std_socket = std::net::UdpSocket::bind(info.bind).map_err(err)?;
-        std_socket.set_nonblocking(true).map_err(err)?;
+        let std_socket = bind_udp(info.bind).map_err(err)?;
         let socket = UdpSocket::from_std(std_socket).map_err(err)?;
         let shared = Arc::new(SocketShared {
             socket,

@@ -1006,10 +1006,21 @@ impl fmt::Debug for HostileRadius {
     }
 }
 
+/// A UDP socket on 127.0.0.1 with a receive buffer of 4 MiB (as far as `net.core.rmem_max`
+/// allows): hundreds of requests sent at once must not overflow it while the server's task
+/// waits for a CPU on a loaded machine.
 fn bind_loopback() -> UdpSocket {
-    let s = StdUdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a UDP socket on 127.0.0.1");
+    let s = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .expect("a UDP socket");
+    let _ = s.set_recv_buffer_size(4 << 20);
+    s.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+        .expect("bind a UDP socket on 127.0.0.1");
     s.set_nonblocking(true).expect("non-blocking socket");
-    UdpSocket::from_std(s).expect("register the socket with tokio (inside a runtime)")
+    UdpSocket::from_std(s.into()).expect("register the socket with tokio (inside a runtime)")
 }
 
 impl HostileRadius {
