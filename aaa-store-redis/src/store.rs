@@ -706,6 +706,23 @@ impl RedisStore {
         now: SystemTime,
     ) -> Result<Vec<bool>, RedisStoreError> {
         const OP: &str = "contains";
+        // However many keys, one deadline (as for a listing).
+        let budget = self.shared.config.operation_timeout() * LIST_BUDGETS;
+        match tokio::time::timeout(budget, self.contains_steps(keys, now)).await {
+            Ok(r) => r,
+            Err(_) => Err(RedisStoreError::Timeout {
+                operation: OP,
+                timeout: budget,
+            }),
+        }
+    }
+
+    async fn contains_steps(
+        &self,
+        keys: &[CookieHash],
+        now: SystemTime,
+    ) -> Result<Vec<bool>, RedisStoreError> {
+        const OP: &str = "contains";
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(PAGE) {
             let mut packed = Vec::with_capacity(chunk.len() * 32);
