@@ -141,8 +141,23 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes the value stored under `key`.
-pub(crate) fn decode(key: CookieHash, value: &[u8]) -> Result<SessionRecord, RedisStoreError> {
+/// A well-formed value, its text borrowed: what [`decode`] and [`peek`] both check.
+struct View<'a> {
+    id: u64,
+    last: u64,
+    start: u64,
+    idle: u64,
+    abs: u64,
+    flags: u8,
+    src_addr: IpAddr,
+    /// The mechanism's name, for a named one.
+    mechanism_name: Option<&'a str>,
+    username: &'a str,
+}
+
+/// Parses `value` strictly: any other version, a short or long value, unknown flags or text
+/// that is not UTF-8 is `Corrupt`.
+fn view(value: &[u8]) -> Result<View<'_>, RedisStoreError> {
     let mut r = Reader { rest: value };
     let Ok(version) = r.u8() else {
         return Err(RedisStoreError::corrupt(CorruptReason::Empty));
@@ -167,26 +182,47 @@ pub(crate) fn decode(key: CookieHash, value: &[u8]) -> Result<SessionRecord, Red
     } else {
         IpAddr::V4(Ipv4Addr::from(r.array::<4>()?))
     };
-    let mechanism = match mech_code {
-        MECH_LOCAL => Mechanism::Local,
-        MECH_RADIUS => Mechanism::Radius,
-        _ => Mechanism::from_name(r.text(CorruptReason::MechanismUtf8)?),
+    let mechanism_name = if mech_code == MECH_NAMED {
+        Some(r.text(CorruptReason::MechanismUtf8)?)
+    } else {
+        None
     };
-    let username = r.text(CorruptReason::UsernameUtf8)?.to_owned();
+    let username = r.text(CorruptReason::UsernameUtf8)?;
     if !r.rest.is_empty() {
         return Err(RedisStoreError::corrupt(CorruptReason::TrailingBytes));
     }
+    Ok(View {
+        id,
+        last,
+        start,
+        idle,
+        abs,
+        flags,
+        src_addr,
+        mechanism_name,
+        username,
+    })
+}
+
+/// Decodes the value stored under `key`.
+pub(crate) fn decode(key: CookieHash, value: &[u8]) -> Result<SessionRecord, RedisStoreError> {
+    let v = view(value)?;
+    let mechanism = match (v.flags >> MECH_SHIFT & 0b11, v.mechanism_name) {
+        (MECH_LOCAL, _) => Mechanism::Local,
+        (MECH_RADIUS, _) => Mechanism::Radius,
+        (_, name) => Mechanism::from_name(name.unwrap_or_default()),
+    };
     Ok(SessionRecord {
         key,
-        id: SessionId::from_u64(id),
-        username,
-        read_write: flags & FLAG_READ_WRITE != 0,
+        id: SessionId::from_u64(v.id),
+        username: v.username.to_owned(),
+        read_write: v.flags & FLAG_READ_WRITE != 0,
         mechanism,
-        src_addr,
-        start: from_unix_ms(start),
-        last_activity: from_unix_ms(last),
-        idle_timeout: (idle != 0).then(|| Duration::from_millis(idle)),
-        absolute_deadline: (abs != 0).then(|| from_unix_ms(abs)),
+        src_addr: v.src_addr,
+        start: from_unix_ms(v.start),
+        last_activity: from_unix_ms(v.last),
+        idle_timeout: (v.idle != 0).then(|| Duration::from_millis(v.idle)),
+        absolute_deadline: (v.abs != 0).then(|| from_unix_ms(v.abs)),
     })
 }
 
@@ -210,38 +246,12 @@ impl Times {
 /// Checks `value` as strictly as [`decode`] does, without building the record: its id and
 /// times.
 pub(crate) fn peek(value: &[u8]) -> Result<Times, RedisStoreError> {
-    let mut r = Reader { rest: value };
-    let Ok(version) = r.u8() else {
-        return Err(RedisStoreError::corrupt(CorruptReason::Empty));
-    };
-    if version != VERSION {
-        return Err(RedisStoreError::corrupt(CorruptReason::UnknownVersion(
-            version,
-        )));
-    }
-    let id = r.u64()?;
-    let last_ms = r.u48()?;
-    let _start = r.u48()?;
-    let idle_ms = r.u48()?;
-    let absolute_ms = r.u48()?;
-    let flags = r.u8()?;
-    let mech_code = flags >> MECH_SHIFT & 0b11;
-    if flags & !FLAGS_KNOWN != 0 || mech_code == 3 {
-        return Err(RedisStoreError::corrupt(CorruptReason::Flags(flags)));
-    }
-    r.take(if flags & FLAG_V6 != 0 { 16 } else { 4 })?;
-    if mech_code == MECH_NAMED {
-        r.text(CorruptReason::MechanismUtf8)?;
-    }
-    r.text(CorruptReason::UsernameUtf8)?;
-    if !r.rest.is_empty() {
-        return Err(RedisStoreError::corrupt(CorruptReason::TrailingBytes));
-    }
+    let v = view(value)?;
     Ok(Times {
-        id: SessionId::from_u64(id),
-        last_ms,
-        idle_ms,
-        absolute_ms,
+        id: SessionId::from_u64(v.id),
+        last_ms: v.last,
+        idle_ms: v.idle,
+        absolute_ms: v.abs,
     })
 }
 

@@ -219,6 +219,38 @@ impl Batched for ReadJob {
     }
 }
 
+/// Answers the jobs whose deadline passed while they waited with a timeout (they are not
+/// sent); the others, and the time until the latest of their deadlines (the batch's budget:
+/// each caller stops waiting at its own). `None` if none is left.
+fn in_time<J: Batched>(
+    jobs: Vec<J>,
+    deadline: impl Fn(&J) -> Instant,
+    operation: &'static str,
+    budget: Duration,
+) -> Option<(Vec<J>, Duration)> {
+    let now = Instant::now();
+    let (jobs, late): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| deadline(j) > now);
+    for job in late {
+        job.answer(Err(RedisStoreError::Timeout {
+            operation,
+            timeout: budget,
+        }));
+    }
+    let last = jobs.iter().map(&deadline).max()?;
+    Some((jobs, last.saturating_duration_since(now)))
+}
+
+/// A batch's result, its timeout (if any) reported with the operation's own budget.
+fn with_budget<T>(r: Result<T, RedisStoreError>, budget: Duration) -> Result<T, RedisStoreError> {
+    match r {
+        Err(RedisStoreError::Timeout { operation, .. }) => Err(RedisStoreError::Timeout {
+            operation,
+            timeout: budget,
+        }),
+        other => other,
+    }
+}
+
 /// Hands each job its entry of a batch's replies (one per job), or the batch's error.
 fn deliver<J: Batched>(
     jobs: Vec<J>,
@@ -970,22 +1002,12 @@ async fn validate_jobs(shared: Arc<Shared>, jobs: Vec<Job>) {
 }
 
 /// Sends reads in one pipeline of `HGET`s (resent once if the connection dropped: a read's
-/// answer is the same), within the latest deadline among them (each caller stops waiting at
-/// its own); each gets its value. Reads whose deadline has passed while they waited are
-/// answered with a timeout, unsent. (A
+/// answer is the same), within the latest deadline among them; each gets its value. (A
 /// pipeline costs the server less than a script doing the same reads, measured.)
 async fn read_jobs(shared: Arc<Shared>, jobs: Vec<ReadJob>) {
     const OP: &str = "validate";
     let budget = shared.config.operation_timeout();
-    let now = Instant::now();
-    let (jobs, late): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.deadline > now);
-    for job in late {
-        job.answer(Err(RedisStoreError::Timeout {
-            operation: OP,
-            timeout: budget,
-        }));
-    }
-    let Some(last_deadline) = jobs.iter().map(|j| j.deadline).max() else {
+    let Some((jobs, time_left)) = in_time(jobs, |j| j.deadline, OP, budget) else {
         return;
     };
     let mut pipe = redis::pipe();
@@ -999,7 +1021,7 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<ReadJob>) {
         .run_within(
             OP,
             Resend::IfConnectionLost,
-            last_deadline.saturating_duration_since(now),
+            time_left,
             |mut conn| async move {
                 pipe.query_async(&mut conn)
                     .await
@@ -1010,47 +1032,22 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<ReadJob>) {
             },
         )
         .await;
-    let values = match values {
-        Err(RedisStoreError::Timeout { operation, .. }) => Err(RedisStoreError::Timeout {
-            operation,
-            timeout: budget,
-        }),
-        other => other,
-    };
-    deliver(jobs, values, OP);
+    deliver(jobs, with_budget(values, budget), OP);
 }
 
 /// Sends creates in one call of the create script (resent once if the connection dropped:
-/// the script recognises its own value), within the latest deadline among them (each caller
-/// stops waiting at its own); each gets its answer. Creates whose deadline has passed while they waited are answered with a
-/// timeout, unsent.
+/// the script recognises its own value), within the latest deadline among them; each gets its
+/// answer.
 async fn create_jobs(shared: Arc<Shared>, jobs: Vec<CreateJob>) {
     const OP: &str = "create";
     let budget = shared.config.operation_timeout();
-    let now = Instant::now();
-    let (jobs, late): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.deadline > now);
-    for job in late {
-        job.answer(Err(RedisStoreError::Timeout {
-            operation: OP,
-            timeout: budget,
-        }));
-    }
-    let Some(last_deadline) = jobs.iter().map(|j| j.deadline).max() else {
+    let Some((jobs, time_left)) = in_time(jobs, |j| j.deadline, OP, budget) else {
         return;
     };
     let items: Vec<&CreateItem> = jobs.iter().map(|j| &j.item).collect();
-    let answers = match shared
-        .create_batch(&items, last_deadline.saturating_duration_since(now))
-        .await
-    {
-        Err(RedisStoreError::Timeout { operation, .. }) => Err(RedisStoreError::Timeout {
-            operation,
-            timeout: budget,
-        }),
-        other => other,
-    };
+    let answers = shared.create_batch(&items, time_left).await;
     drop(items);
-    deliver(jobs, answers, OP);
+    deliver(jobs, with_budget(answers, budget), OP);
 }
 
 impl Shared {
@@ -1070,31 +1067,13 @@ impl Shared {
             .arg(from.saturating_add(LIST_BUCKETS).min(BUCKETS))
             .arg(now_ms)
             .arg(self.backstop_ms());
-        let inv = &inv;
         let budget = deadline.saturating_duration_since(Instant::now());
         let reply = self
-            .run_within(
-                OP,
-                Resend::IfConnectionLost,
-                budget,
-                |mut conn| async move {
-                    inv.invoke_async::<Value>(&mut conn)
-                        .await
-                        .map_err(|source| RedisStoreError::Redis {
-                            operation: OP,
-                            source,
-                        })
-                },
-            )
+            .invoke_within(OP, Resend::IfConnectionLost, budget, &inv)
             .await;
-        match reply {
-            Ok(Value::Array(items)) => Ok(items),
-            Ok(_) => Err(RedisStoreError::UnexpectedReply { operation: OP }),
-            Err(RedisStoreError::Timeout { operation, .. }) => Err(RedisStoreError::Timeout {
-                operation,
-                timeout: self.config.operation_timeout() * LIST_BUDGETS,
-            }),
-            Err(e) => Err(e),
+        match with_budget(reply, self.config.operation_timeout() * LIST_BUDGETS)? {
+            Value::Array(items) => Ok(items),
+            _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
         }
     }
 
@@ -1123,21 +1102,8 @@ impl Shared {
                 .arg(self.keys.id_bucket(&item.id))
                 .arg(self.keys.user(&item.username));
         }
-        let inv = &inv;
         let reply = self
-            .run_within(
-                OP,
-                Resend::IfConnectionLost,
-                budget,
-                |mut conn| async move {
-                    inv.invoke_async::<Value>(&mut conn)
-                        .await
-                        .map_err(|source| RedisStoreError::Redis {
-                            operation: OP,
-                            source,
-                        })
-                },
-            )
+            .invoke_within(OP, Resend::IfConnectionLost, budget, &inv)
             .await?;
         let Value::Array(answers) = reply else {
             return Err(RedisStoreError::UnexpectedReply { operation: OP });
@@ -1301,7 +1267,19 @@ impl Shared {
         resend: Resend,
         inv: &ScriptInvocation<'_>,
     ) -> Result<Value, RedisStoreError> {
-        self.run_with(operation, resend, |mut conn| async move {
+        self.invoke_within(operation, resend, self.config.operation_timeout(), inv)
+            .await
+    }
+
+    /// As `invoke_with`, within `budget`.
+    async fn invoke_within(
+        &self,
+        operation: &'static str,
+        resend: Resend,
+        budget: Duration,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<Value, RedisStoreError> {
+        self.run_within(operation, resend, budget, |mut conn| async move {
             inv.invoke_async::<Value>(&mut conn)
                 .await
                 .map_err(|source| RedisStoreError::Redis { operation, source })
