@@ -13,17 +13,17 @@ use crate::report::{Better, Row};
 
 const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 
-/// A fixed pseudo-random visiting order over `n` items (xorshift; no RNG needed for an order).
-fn order(n: usize, len: usize, seed: u64) -> Vec<usize> {
+/// A fixed pseudo-random visiting order over `n` items (xorshift; no RNG needed for an order),
+/// computed as it goes: a precomputed order of millions of indices would stream through the
+/// caches and evict the very tables being measured (ours and the anchor's alike).
+fn order(n: usize, len: usize, seed: u64) -> impl Iterator<Item = usize> {
     let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            usize::try_from(x % n as u64).unwrap_or(0)
-        })
-        .collect()
+    (0..len).map(move |_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        usize::try_from(x % n as u64).unwrap_or(0)
+    })
 }
 
 fn current_thread() -> tokio::runtime::Runtime {
