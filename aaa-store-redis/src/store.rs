@@ -675,18 +675,10 @@ impl RedisStore {
         let mut corrupt = 0usize;
         while let Some(page) = pages.join_next().await {
             let page = page.map_err(|_| RedisStoreError::UnexpectedReply { operation: OP })?;
-            let mut items = page?.into_iter();
-            while let (Some(m), Some(v)) = (items.next(), items.next()) {
-                let (Value::BulkString(m), Value::BulkString(v)) = (m, v) else {
-                    return Err(RedisStoreError::UnexpectedReply { operation: OP });
-                };
-                match key_of(&m).and_then(|k| decode(k, &v)) {
-                    // The script said live; the decoded record must agree.
-                    Ok(r) if r.is_live(now) => out.push(r),
-                    Ok(_) => {}
-                    Err(_) => corrupt += 1,
-                }
-            }
+            let (records, bad) = records_of(page?, OP)?;
+            // The script said live; the decoded record must agree.
+            out.extend(records.into_iter().filter(|r| r.is_live(now)));
+            corrupt += bad;
         }
         if corrupt > 0 {
             tracing::warn!(target: "aaa::store::redis", prefix = self.shared.config.prefix(), corrupt, "list skipped session values that cannot be decoded");
@@ -713,18 +705,7 @@ impl RedisStore {
         let Value::Array(items) = self.shared.invoke_once(OP, &inv).await? else {
             return Err(RedisStoreError::UnexpectedReply { operation: OP });
         };
-        let mut out = Vec::with_capacity(items.len() / 2);
-        let mut corrupt = 0usize;
-        let mut items = items.into_iter();
-        while let (Some(m), Some(v)) = (items.next(), items.next()) {
-            let (Value::BulkString(m), Value::BulkString(v)) = (m, v) else {
-                return Err(RedisStoreError::UnexpectedReply { operation: OP });
-            };
-            match key_of(&m).and_then(|k| decode(k, &v)) {
-                Ok(r) => out.push(r),
-                Err(_) => corrupt += 1,
-            }
-        }
+        let (out, corrupt) = records_of(items, OP)?;
         if corrupt > 0 {
             // Claimed and removed like the others, but nothing can be reported about them.
             tracing::warn!(target: "aaa::store::redis", prefix = self.shared.config.prefix(), corrupt, "claimed expired session values that cannot be decoded");
@@ -784,6 +765,27 @@ impl RedisStore {
         }
         Ok(out)
     }
+}
+
+/// The records of a script's `{key, value, key, value, …}` reply, and how many values did not
+/// decode (skipped: the caller reports them).
+fn records_of(
+    items: Vec<Value>,
+    operation: &'static str,
+) -> Result<(Vec<SessionRecord>, usize), RedisStoreError> {
+    let mut out = Vec::with_capacity(items.len() / 2);
+    let mut corrupt = 0;
+    let mut items = items.into_iter();
+    while let (Some(m), Some(v)) = (items.next(), items.next()) {
+        let (Value::BulkString(m), Value::BulkString(v)) = (m, v) else {
+            return Err(RedisStoreError::UnexpectedReply { operation });
+        };
+        match key_of(&m).and_then(|k| decode(k, &v)) {
+            Ok(r) => out.push(r),
+            Err(_) => corrupt += 1,
+        }
+    }
+    Ok((out, corrupt))
 }
 
 /// The answer a batching task sends on `answer`, awaited until `deadline`: a timeout after it

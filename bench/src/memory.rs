@@ -26,6 +26,20 @@ fn order(n: usize, len: usize, seed: u64) -> impl Iterator<Item = usize> {
     })
 }
 
+/// What the tower-sessions anchors store per session (as an application would: the username
+/// and the privilege), for the memory and the Redis peers alike.
+pub(crate) fn peer_data(i: usize) -> std::collections::HashMap<String, serde_json::Value> {
+    std::collections::HashMap::from([
+        ("username".to_owned(), serde_json::json!(format!("user{i}"))),
+        ("read_write".to_owned(), serde_json::json!(i.is_multiple_of(2))),
+    ])
+}
+
+/// The anchors' session expiry: 8 hours from now (our absolute timeout).
+pub(crate) fn peer_expiry() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc() + time::Duration::hours(8)
+}
+
 fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -156,13 +170,10 @@ pub(crate) fn rows(sessions: usize, ops: usize) -> Vec<Row> {
     let ids: Vec<Id> = rt.block_on(async {
         let mut ids = Vec::with_capacity(sessions);
         for i in 0..sessions {
-            let mut data = std::collections::HashMap::new();
-            data.insert("username".to_owned(), serde_json::json!(format!("user{i}")));
-            data.insert("read_write".to_owned(), serde_json::json!(i % 2 == 0));
             let mut rec = Record {
                 id: Id::default(),
-                data,
-                expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(8),
+                data: peer_data(i),
+                expiry_date: peer_expiry(),
             };
             tower.create(&mut rec).await.expect("tower create");
             ids.push(rec.id);

@@ -249,13 +249,10 @@ pub(crate) async fn rows(quick: bool) -> Vec<Row> {
     let tower = Arc::new(TowerRedisStore::new(fred));
     let mut ids = Vec::with_capacity(LIVE_SESSIONS);
     for i in 0..LIVE_SESSIONS {
-        let mut data = std::collections::HashMap::new();
-        data.insert("username".to_owned(), serde_json::json!(format!("user{i}")));
-        data.insert("read_write".to_owned(), serde_json::json!(i % 2 == 0));
         let mut rec = Record {
             id: Id::default(),
-            data,
-            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(8),
+            data: crate::memory::peer_data(i),
+            expiry_date: crate::memory::peer_expiry(),
         };
         tower.create(&mut rec).await.expect("tower create");
         ids.push(rec.id);
