@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -261,6 +262,9 @@ struct Inner {
     /// Given to each `ExosUser`; weak, so users kept by the application do not keep the manager
     /// (and its cache of users) alive.
     control: Arc<Control>,
+    /// Counts the removals from the cache (logout, clear, claim, eviction): a validation that
+    /// sees it move while it caches a user checks the store once more.
+    removals: AtomicU64,
 }
 
 /// Manages sessions on a [`SessionStore`]: creates them with fresh cookies, validates them
@@ -317,6 +321,7 @@ impl SessionManagerBuilder {
             control: Arc::new(Control {
                 inner: weak.clone(),
             }),
+            removals: AtomicU64::new(0),
         });
         Ok(SessionManager { inner })
     }
@@ -405,6 +410,7 @@ impl SessionManager {
                 }
             }
         }
+        let removals = inner.removals.load(Ordering::SeqCst);
         let record = inner.store.validate(&key, now, touch, granularity).await?;
         let Some(record) = record else {
             inner.evict(&key);
@@ -432,9 +438,13 @@ impl SessionManager {
         let live = inner.live_ref(&key, now, id);
         let user = inner.cache.insert_or_get(key, user, id, live);
         // A logout, clear or claim in this process may have removed the record between the
-        // store's answer and the insert (its eviction then found nothing to evict): check once
-        // more, so an ended session is never left in the cache.
-        if inner.store.contains(&[key], now).await?.first() != Some(&true) {
+        // store's answer and the insert (its eviction then found nothing to evict): if any
+        // removal happened meanwhile, check once more, so an ended session is never left in the
+        // cache. (A removal counts before it touches the cache, so one that missed this insert
+        // has counted by now.)
+        if inner.removals.load(Ordering::SeqCst) != removals
+            && inner.store.contains(&[key], now).await?.first() != Some(&true)
+        {
             inner.evict(&key);
             return Ok(None);
         }
@@ -462,21 +472,10 @@ impl SessionManager {
     pub async fn clear_session(&self, id: SessionId) -> Result<SessionInfo, AaaError> {
         let inner = &self.inner;
         let record = inner.store.remove_by_id(id).await?;
-        let now = inner.clock.now();
-        let Some(record) = record else {
-            return Err(AaaError::SessionDoesNotExist);
-        };
-        inner.forget(&record);
-        match record.expiry(now) {
-            Some(cause) => {
-                inner.ended(&record, cause, now);
-                Err(AaaError::SessionDoesNotExist)
-            }
-            None => {
-                inner.ended(&record, EndCause::Cleared, now);
-                Ok(record.info())
-            }
+        if let Some(record) = &record {
+            inner.forget(record);
         }
+        inner.finish(record, EndCause::Cleared).map(|r| r.info())
     }
 
     /// Claims the sessions that have expired and reports their end (idle or absolute timeout).
@@ -590,6 +589,7 @@ impl Inner {
 
     /// Drops whatever the cache holds under `key`, telling the user its session is gone.
     fn evict(&self, key: &CookieHash) {
+        self.removals.fetch_add(1, Ordering::SeqCst);
         if let Some(user) = self.cache.remove(key)
             && let Some(id) = user.session_id()
         {
@@ -599,6 +599,7 @@ impl Inner {
 
     /// Drops a session that ended from the cache, and tells its cached user.
     fn forget(&self, record: &SessionRecord) {
+        self.removals.fetch_add(1, Ordering::SeqCst);
         if let Some(user) = self.cache.remove(&record.key) {
             user.__session_gone(record.id);
         }
@@ -694,20 +695,28 @@ impl Inner {
 
     async fn end(&self, session: &ActiveSession) -> Result<(), AaaError> {
         let record = self.store.remove(&session.key).await?;
-        let now = self.clock.now();
         // Whatever instance this process cached for the session is told it ended.
         self.evict(&session.key);
-        let Some(record) = record else {
-            return Err(AaaError::SessionDoesNotExist);
-        };
+        self.finish(record, EndCause::Logout).map(|_| ())
+    }
+
+    /// Reports the end of a session this process removed from the store: by `cause`, or by its
+    /// timeout if it had expired (then `SessionDoesNotExist`: it was no longer live).
+    fn finish(
+        &self,
+        record: Option<SessionRecord>,
+        cause: EndCause,
+    ) -> Result<SessionRecord, AaaError> {
+        let now = self.clock.now();
+        let record = record.ok_or(AaaError::SessionDoesNotExist)?;
         match record.expiry(now) {
-            Some(cause) => {
-                self.ended(&record, cause, now);
+            Some(timeout) => {
+                self.ended(&record, timeout, now);
                 Err(AaaError::SessionDoesNotExist)
             }
             None => {
-                self.ended(&record, EndCause::Logout, now);
-                Ok(())
+                self.ended(&record, cause, now);
+                Ok(record)
             }
         }
     }

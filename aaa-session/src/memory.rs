@@ -152,6 +152,31 @@ impl fmt::Debug for MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// The id of the live session under `key`, slid when `touch` is set.
+    fn live_id(
+        &self,
+        key: &CookieHash,
+        now: SystemTime,
+        touch: bool,
+        touch_granularity: Duration,
+    ) -> Option<SessionId> {
+        let map = read(self.shard(key));
+        self.live_touched(map.get(key), now, touch, touch_granularity)
+            .map(|e| e.id)
+    }
+
+    /// Removes the record under `key` (its slot ended, its index entries gone), under the
+    /// index lock the caller holds.
+    fn take(&self, index: &mut Index, key: &CookieHash) -> Option<SessionRecord> {
+        let e = write(self.shard(key)).remove(key)?;
+        let last = self.slots.end(e.live);
+        let r = e.ended(last);
+        index.forget(&r);
+        Some(r)
+    }
+}
+
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(
@@ -235,10 +260,7 @@ impl SessionStore for MemoryStore {
         touch: bool,
         touch_granularity: Duration,
     ) -> Option<Result<Option<SessionId>, StoreError>> {
-        let map = read(self.shard(key));
-        Some(Ok(self
-            .live_touched(map.get(key), now, touch, touch_granularity)
-            .map(|e| e.id)))
+        Some(Ok(self.live_id(key, now, touch, touch_granularity)))
     }
 
     async fn validate_id(
@@ -248,10 +270,7 @@ impl SessionStore for MemoryStore {
         touch: bool,
         touch_granularity: Duration,
     ) -> Result<Option<SessionId>, StoreError> {
-        let map = read(self.shard(key));
-        Ok(self
-            .live_touched(map.get(key), now, touch, touch_granularity)
-            .map(|e| e.id))
+        Ok(self.live_id(key, now, touch, touch_granularity))
     }
 
     fn live_slots(&self) -> Option<Arc<LiveSlots>> {
@@ -266,14 +285,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn remove(&self, key: &CookieHash) -> Result<Option<SessionRecord>, StoreError> {
-        let mut index = self.index();
-        let removed = write(self.shard(key)).remove(key);
-        Ok(removed.map(|e| {
-            let last = self.slots.end(e.live);
-            let r = e.ended(last);
-            index.forget(&r);
-            r
-        }))
+        Ok(self.take(&mut self.index(), key))
     }
 
     async fn remove_by_id(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError> {
@@ -281,13 +293,7 @@ impl SessionStore for MemoryStore {
         let Some(key) = index.by_id.get(&id).copied() else {
             return Ok(None);
         };
-        let removed = write(self.shard(&key)).remove(&key);
-        Ok(removed.map(|e| {
-            let last = self.slots.end(e.live);
-            let r = e.ended(last);
-            index.forget(&r);
-            r
-        }))
+        Ok(self.take(&mut index, &key))
     }
 
     async fn list(&self, now: SystemTime) -> Result<Vec<SessionRecord>, StoreError> {
