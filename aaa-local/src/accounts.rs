@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use aaa_core::{
-    Authenticator, Clock, Credentials, Decision, Identity, MAX_PASSWORD_BYTES, Mechanism,
-    RejectReason, SystemClock, async_trait,
+    Authenticator, Clock, Credentials, Decision, Identity, InvalidInput, MAX_PASSWORD_BYTES,
+    Mechanism, RejectReason, SystemClock, async_trait,
 };
 use tokio::sync::{Mutex, Semaphore};
 use zeroize::Zeroizing;
@@ -200,12 +200,7 @@ impl LocalAccounts {
             let i = t
                 .position(&name)
                 .ok_or_else(|| LocalError::NoSuchAccount(name.clone()))?;
-            if t.accounts.get(i).is_some_and(Account::is_enabled_admin) && t.enabled_admins() == 1 {
-                return Err(LocalError::LastAdmin {
-                    name,
-                    action: "delete",
-                });
-            }
+            t.refuse_last_admin(&name, "delete")?;
             t.accounts.remove(i);
             tracing::info!(target: "aaa::local", account = %name, "account deleted");
             Ok(())
@@ -224,9 +219,7 @@ impl LocalAccounts {
         let hash = self.hash(secret(password)).await?;
         let name = name.to_owned();
         self.mutate(false, move |t, _| {
-            let a = t
-                .find_mut(&name)
-                .ok_or_else(|| LocalError::NoSuchAccount(name.clone()))?;
+            let a = t.get_mut(&name)?;
             a.hash = hash;
             tracing::info!(target: "aaa::local", account = %name, "password changed");
             Ok(())
@@ -240,16 +233,10 @@ impl LocalAccounts {
         aaa_core::validate_username(name).map_err(LocalError::InvalidName)?;
         let name = name.to_owned();
         self.mutate(false, move |t, _| {
-            let last_admin = t.enabled_admins() == 1;
-            let a = t
-                .find_mut(&name)
-                .ok_or_else(|| LocalError::NoSuchAccount(name.clone()))?;
-            if level != Level::Admin && a.is_enabled_admin() && last_admin {
-                return Err(LocalError::LastAdmin {
-                    name,
-                    action: "demote",
-                });
+            if level != Level::Admin {
+                t.refuse_last_admin(&name, "demote")?;
             }
+            let a = t.get_mut(&name)?;
             if a.level != level {
                 a.level = level;
                 tracing::info!(target: "aaa::local", account = %name, %level, "level changed");
@@ -266,11 +253,10 @@ impl LocalAccounts {
         aaa_core::validate_username(name).map_err(LocalError::InvalidName)?;
         let name = name.to_owned();
         self.mutate(false, move |t, _| {
-            let last_admin = t.enabled_admins() == 1;
-            let a = t.find_mut(&name).ok_or_else(|| LocalError::NoSuchAccount(name.clone()))?;
-            if !enabled && a.is_enabled_admin() && last_admin {
-                return Err(LocalError::LastAdmin { name, action: "disable" });
+            if !enabled {
+                t.refuse_last_admin(&name, "disable")?;
             }
+            let a = t.get_mut(&name)?;
             if a.enabled != enabled {
                 a.enabled = enabled;
                 tracing::info!(target: "aaa::local", account = %name, enabled, "account enabled/disabled");
@@ -285,12 +271,9 @@ impl LocalAccounts {
         aaa_core::validate_username(name).map_err(LocalError::InvalidName)?;
         let name = name.to_owned();
         self.mutate(false, move |t, _| {
-            let a = t
-                .find_mut(&name)
-                .ok_or_else(|| LocalError::NoSuchAccount(name.clone()))?;
+            let a = t.get_mut(&name)?;
             if a.failures != 0 || a.locked_until_ms.is_some() {
-                a.failures = 0;
-                a.locked_until_ms = None;
+                a.clear_lockout();
                 tracing::info!(target: "aaa::local", account = %name, "account unlocked");
             }
             Ok(())
@@ -318,13 +301,13 @@ impl LocalAccounts {
     /// Checks a new password against the policy: at least `min_password_chars` characters, at
     /// most 128 bytes, no NUL. Never truncates.
     fn check_new_password(&self, password: &str) -> Result<(), LocalError> {
-        if password.len() > MAX_PASSWORD_BYTES {
-            return Err(LocalError::PasswordTooLong {
+        aaa_core::validate_password(password).map_err(|e| match e {
+            InvalidInput::PasswordTooLong { len } => LocalError::PasswordTooLong {
                 max: MAX_PASSWORD_BYTES,
-                got: password.len(),
-            });
-        }
-        aaa_core::validate_password(password).map_err(LocalError::InvalidPassword)?;
+                got: len,
+            },
+            e => LocalError::InvalidPassword(e),
+        })?;
         let chars = password.chars().count();
         let min = self.inner.config.min_password_chars;
         if chars < min {
@@ -472,8 +455,7 @@ impl LocalAccounts {
                     a.cap_lockout(now, duration);
                     if a.lock_expired_at(now) {
                         // The lockout is over: counting starts again.
-                        a.failures = 0;
-                        a.locked_until_ms = None;
+                        a.clear_lockout();
                     }
                     a.failures = a.failures.saturating_add(1);
                     if a.failures >= threshold && a.locked_until_ms.is_none() {
@@ -601,8 +583,7 @@ fn settle(
     if a.hash != verified {
         return Recorded::HashChanged;
     }
-    a.failures = 0;
-    a.locked_until_ms = None;
+    a.clear_lockout();
     if let Some(h) = rehash {
         a.hash = h;
         tracing::info!(target: "aaa::local", account = %name, "password re-hashed at the current policy");

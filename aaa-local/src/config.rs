@@ -146,8 +146,8 @@ pub struct LocalConfig {
     /// [`LocalConfig::MAX_LOCKOUT_DURATION`]. Default: 5 minutes.
     pub lockout_duration: Duration,
     /// How many argon2 computations (hashes or verifications) may run at once in this process,
-    /// at least 1; further logins wait their turn. Bounds the memory a login storm can take
-    /// (`max_concurrent_hashes × m_kib`). Default: the number of CPUs
+    /// 1 to tokio's `Semaphore::MAX_PERMITS`; further logins wait their turn. Bounds the memory
+    /// a login storm can take (`max_concurrent_hashes × m_kib`). Default: the number of CPUs
     /// ([`std::thread::available_parallelism`]).
     pub max_concurrent_hashes: usize,
 }
@@ -184,7 +184,7 @@ impl LocalConfig {
         {
             return Err(LocalError::InvalidConfig {
                 setting: "max_concurrent_hashes",
-                reason: "must be at least 1",
+                reason: "must be between 1 and tokio's Semaphore::MAX_PERMITS (usize::MAX >> 3)",
             });
         }
         Ok(params)
@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn config_limits() {
         assert!(LocalConfig::default().validate().is_ok());
-        let bad: [fn(&mut LocalConfig); 8] = [
+        let bad: [fn(&mut LocalConfig); 9] = [
             |c| c.min_password_chars = 0,
             |c| c.min_password_chars = 129,
             |c| c.lockout_threshold = 0,
@@ -230,6 +230,7 @@ mod tests {
             |c| c.lockout_duration = Duration::ZERO,
             |c| c.lockout_duration = Duration::from_secs(24 * 3600 + 1),
             |c| c.max_concurrent_hashes = 0,
+            |c| c.max_concurrent_hashes = tokio::sync::Semaphore::MAX_PERMITS + 1,
             |c| c.params = HashParams::new(HashParams::MAX_M_KIB + 1, 1, 1),
         ];
         for (i, change) in bad.iter().enumerate() {
@@ -240,6 +241,15 @@ mod tests {
                 "case {i}"
             );
         }
+        let c = LocalConfig {
+            max_concurrent_hashes: 0,
+            ..LocalConfig::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("max_concurrent_hashes must be between 1 and"),
+            "{e}"
+        );
         // argon2's own limits: memory must be at least 8 KiB per lane.
         let c = LocalConfig {
             params: HashParams::new(4, 1, 1),

@@ -68,7 +68,7 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Loca
 }
 
 /// The bytes of the account file, `None` if it does not exist.
-pub(crate) fn read(path: &Path) -> Result<Option<Vec<u8>>, LocalError> {
+fn read(path: &Path) -> Result<Option<Vec<u8>>, LocalError> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -125,7 +125,7 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> LocalError {
     parse_error(path, text, offset, FormatError::Toml(TomlError::new(e)))
 }
 
-/// Only the version, read before anything else so a newer file is reported as such.
+/// Only the version, read when the file does not parse, so a newer file is reported as such.
 #[derive(Deserialize)]
 struct Probe {
     version: Option<Spanned<i64>>,
@@ -134,8 +134,7 @@ struct Probe {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
-    #[serde(rename = "version")]
-    _version: i64,
+    version: i64,
     #[serde(default)]
     account: Vec<RawAccount>,
 }
@@ -168,17 +167,21 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<AccountTable, LocalErro
             return Err(parse_error(path, &valid, valid.len(), FormatError::NotUtf8));
         }
     };
-    let probe: Probe = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
-    let version = probe
-        .version
-        .ok_or_else(|| parse_error(path, text, 0, FormatError::MissingVersion))?;
-    if *version.get_ref() != FORMAT_VERSION {
+    // A valid file is parsed once. Only when that fails is the version probed, so that a newer
+    // (or version-less) file is reported as such rather than by its first unknown key.
+    let raw: RawFile = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            check_version(path, text)?;
+            return Err(toml_error(path, text, &e));
+        }
+    };
+    if raw.version != FORMAT_VERSION {
         return Err(LocalError::UnsupportedVersion {
             path: path.to_path_buf(),
-            found: *version.get_ref(),
+            found: raw.version,
         });
     }
-    let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
     let mut seen = HashSet::new();
     let mut accounts = Vec::with_capacity(raw.account.len());
     for a in raw.account {
@@ -209,8 +212,24 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<AccountTable, LocalErro
     Ok(AccountTable { accounts })
 }
 
+/// The version probe, for a file that did not parse: its TOML error, a missing version, or a
+/// version other than [`FORMAT_VERSION`].
+fn check_version(path: &Path, text: &str) -> Result<(), LocalError> {
+    let probe: Probe = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
+    let version = probe
+        .version
+        .ok_or_else(|| parse_error(path, text, 0, FormatError::MissingVersion))?;
+    if *version.get_ref() != FORMAT_VERSION {
+        return Err(LocalError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found: *version.get_ref(),
+        });
+    }
+    Ok(())
+}
+
 /// Checks that `hash` is an argon2 PHC string that can be verified within our limits.
-pub(crate) fn check_hash(hash: &str) -> Result<(), FormatError> {
+fn check_hash(hash: &str) -> Result<(), FormatError> {
     let parsed =
         PasswordHash::new(hash).map_err(|e| FormatError::InvalidHash(HashError::hash(e.into())))?;
     if ![
@@ -268,7 +287,7 @@ pub(crate) fn encode(table: &AccountTable) -> Result<Vec<u8>, LocalError> {
                 level: a.level,
                 enabled: a.enabled,
                 failures: a.failures,
-                locked_until_unix_ms: a.locked_until_ms.map(|ms| ms.min(MAX_TIMESTAMP_MS)),
+                locked_until_unix_ms: a.locked_until_ms,
                 hash: &a.hash,
             })
             .collect(),

@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::LocalError;
+
 /// An account's privilege level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -140,6 +142,12 @@ impl Account {
     pub(crate) fn is_enabled_admin(&self) -> bool {
         self.enabled && self.level == Level::Admin
     }
+
+    /// Clears the failure count and any lockout.
+    pub(crate) fn clear_lockout(&mut self) {
+        self.failures = 0;
+        self.locked_until_ms = None;
+    }
 }
 
 /// `now + duration` in Unix milliseconds, kept within what the file can hold (a TOML integer).
@@ -174,6 +182,11 @@ impl AccountTable {
     pub(crate) fn find_mut(&mut self, name: &str) -> Option<&mut Account> {
         self.accounts.iter_mut().find(|a| a.name == name)
     }
+    /// The account `name`, or [`LocalError::NoSuchAccount`].
+    pub(crate) fn get_mut(&mut self, name: &str) -> Result<&mut Account, LocalError> {
+        self.find_mut(name)
+            .ok_or_else(|| LocalError::NoSuchAccount(name.to_owned()))
+    }
     pub(crate) fn position(&self, name: &str) -> Option<usize> {
         self.accounts.iter().position(|a| a.name == name)
     }
@@ -182,6 +195,21 @@ impl AccountTable {
             .iter()
             .filter(|a| a.is_enabled_admin())
             .count()
+    }
+    /// Refuses `action` on `name` with [`LocalError::LastAdmin`] if it is the last enabled
+    /// admin account. An account that does not exist is not refused here.
+    pub(crate) fn refuse_last_admin(
+        &self,
+        name: &str,
+        action: &'static str,
+    ) -> Result<(), LocalError> {
+        if self.find(name).is_some_and(Account::is_enabled_admin) && self.enabled_admins() == 1 {
+            return Err(LocalError::LastAdmin {
+                name: name.to_owned(),
+                action,
+            });
+        }
+        Ok(())
     }
 }
 
