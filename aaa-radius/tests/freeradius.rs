@@ -175,7 +175,8 @@ async fn silent_primary_fails_over_to_freeradius() {
         login(&radius, OPER.name, OPER.password).await,
         "oper"
     ));
-    assert!(start.elapsed() < Duration::from_millis(300));
+    // No wait for the dead primary (its retransmission schedule alone would take seconds).
+    assert!(start.elapsed() < Duration::from_secs(2));
     assert_eq!(primary.received().len(), 3);
 }
 

@@ -359,6 +359,9 @@ async fn corrupt_values_are_refused() {
     assert_eq!(server.cli_bytes(&[b"HEXISTS", &b2, &f2]), b"0\n".to_vec());
 }
 
+/// What a loaded 2-core machine may add to a timeout before the call returns.
+const SLACK: Duration = Duration::from_secs(1);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_connection_fails_fast_and_typed() {
     // Nothing listens: refused at once.
@@ -369,7 +372,7 @@ async fn the_first_connection_fails_fast_and_typed() {
     let cfg = config(&format!("redis://:hunter2@127.0.0.1:{port}/0"), "aaa");
     let start = Instant::now();
     let e = RedisStore::connect(cfg.clone()).await.unwrap_err();
-    assert!(start.elapsed() <= cfg.connect_timeout() + Duration::from_millis(300));
+    assert!(start.elapsed() <= cfg.connect_timeout() + SLACK);
     assert_eq!(e.kind(), StoreErrorKind::Unreachable, "{e:?}");
     assert!(!format!("{e} {e:?}").contains("hunter2"));
 
@@ -381,7 +384,7 @@ async fn the_first_connection_fails_fast_and_typed() {
     let start = Instant::now();
     let e = RedisStore::connect(cfg.clone()).await.unwrap_err();
     let took = start.elapsed();
-    assert!(took <= Duration::from_millis(400 + 300), "took {took:?}");
+    assert!(took <= Duration::from_millis(400) + SLACK, "took {took:?}");
     assert_eq!(e.kind(), StoreErrorKind::Timeout, "{e:?}");
     drop(silent);
 

@@ -21,7 +21,7 @@ use aaa_radius::RadiusServer;
 use aaa_radius::accounting::{Accounting, AccountingConfig};
 use testkit::radius::{FreeRadius, FreeRadiusOptions};
 
-use crate::report::{Better, Row};
+use crate::report::{Better, Row, median};
 
 const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 /// Records outstanding at once for radclient (`-p`).
@@ -88,11 +88,6 @@ fn accounting(server: &FreeRadius, capacity: usize) -> Accounting {
         Ok(a) => a,
         Err(e) => panic!("cannot build the accounting client: {e}"),
     }
-}
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// One round: `count` Starts of distinct sessions (ids from `first_id`), through the observer,

@@ -12,7 +12,7 @@ use aaa_local::{HashParams, Level, LocalAccounts};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::{Argon2, PasswordVerifier};
 
-use crate::report::{Better, Row};
+use crate::report::{Better, Row, median};
 
 /// The reference implementation's command-line tool (Debian package `argon2`).
 const ARGON2_CLI: &str = "/usr/bin/argon2";
@@ -23,11 +23,6 @@ const RUNS: usize = 20;
 
 pub(crate) async fn rows() -> Vec<Row> {
     vec![verify_vs_reference_cli().await, two_logins_vs_one().await]
-}
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn ms_since(start: Instant) -> f64 {

@@ -31,7 +31,10 @@ fn order(n: usize, len: usize, seed: u64) -> impl Iterator<Item = usize> {
 pub(crate) fn peer_data(i: usize) -> std::collections::HashMap<String, serde_json::Value> {
     std::collections::HashMap::from([
         ("username".to_owned(), serde_json::json!(format!("user{i}"))),
-        ("read_write".to_owned(), serde_json::json!(i.is_multiple_of(2))),
+        (
+            "read_write".to_owned(),
+            serde_json::json!(i.is_multiple_of(2)),
+        ),
     ])
 }
 

@@ -20,7 +20,7 @@ use aaa_core::{Authenticator, Credentials, Decision};
 use aaa_radius::{RadiusAuthenticator, RadiusConfig, RadiusServer};
 use testkit::radius::{ADMIN, FreeRadius, FreeRadiusOptions};
 
-use crate::report::{Better, Row};
+use crate::report::{Better, Row, median};
 
 const RADCLIENT: &str = "/usr/bin/radclient";
 const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
@@ -207,11 +207,6 @@ async fn throughput(server: &FreeRadius, radius: &Arc<RadiusAuthenticator>, roun
         target: 1.0,
         better: Better::Higher,
     }
-}
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// One round of `requests` logins on `OUTSTANDING` tasks: (logins per second, lost).

@@ -42,3 +42,9 @@ impl Row {
         }
     }
 }
+
+/// The median of `samples` (the upper one of an even count; NaN if empty).
+pub(crate) fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN)
+}

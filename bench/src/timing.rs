@@ -7,14 +7,9 @@ use std::time::Instant;
 use aaa_core::{Authenticator, Credentials, Decision};
 use aaa_local::{Level, LocalAccounts};
 
-use crate::report::{Better, Row};
+use crate::report::{Better, Row, median};
 
 const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 33));
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
 
 async fn login_ms(accounts: &LocalAccounts, user: &str) -> f64 {
     let creds = Credentials::new(user, "not-the-password", FROM).expect("valid input");

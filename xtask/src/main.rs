@@ -260,18 +260,20 @@ fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
     run(root, cmd, "benchmarks (release)")
 }
 
+/// The value of a flag that takes a whole number of at least 1.
+fn positive(value: Option<&String>, flag: &str) -> Result<u64, String> {
+    value
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{flag} needs a whole number of at least 1"))
+}
+
 fn soak(root: &Path, extra: &[String]) -> Result<(), String> {
     let mut minutes: u64 = 10;
     let mut args = extra.iter();
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--minutes" => {
-                minutes = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|&n| n > 0)
-                    .ok_or("--minutes needs a whole number of at least 1")?;
-            }
+            "--minutes" => minutes = positive(args.next(), "--minutes")?,
             other => return Err(format!("unknown soak argument {other:?}")),
         }
     }
@@ -298,12 +300,8 @@ fn fuzz(root: &Path, extra: &[String]) -> Result<(), String> {
     let mut args = extra.iter();
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--seconds" => {
-                seconds = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .ok_or("--seconds needs a whole number")?;
-            }
+            // 0 would make libFuzzer run without end.
+            "--seconds" => seconds = positive(args.next(), "--seconds")?,
             other => return Err(format!("unknown fuzz argument {other:?}")),
         }
     }
