@@ -11,7 +11,7 @@ use aaa::{Aaa, SessionStore, SystemClock};
 use aaa::radius::accounting::{Accounting, AccountingConfig, SpoolConfig};
 use aaa::radius::{PrivilegeMapping, RadiusAuthenticator, RadiusConfig, RadiusServer};
 
-use crate::config::{Config, RadiusSection, StoreUrl};
+use crate::config::{Config, RadiusSection, RadiusServerSection, StoreUrl};
 use crate::error::CliError;
 
 /// Where sessions live, for messages.
@@ -43,20 +43,26 @@ fn default_accounts() -> Result<PathBuf, CliError> {
         .ok_or(CliError::NoDataDir)
 }
 
-/// The RADIUS client of the `[radius]` section.
-fn radius(section: &RadiusSection) -> Result<RadiusAuthenticator, CliError> {
-    let servers = section
-        .server
-        .iter()
+/// The servers of a `[[radius.server]]` or `[[radius.accounting]]` list, each made by `make`
+/// (which sets that kind's defaults), with the configured Message-Authenticator rule.
+fn servers(
+    list: &[RadiusServerSection],
+    make: fn(std::net::SocketAddr, &str) -> RadiusServer,
+) -> Vec<RadiusServer> {
+    list.iter()
         .map(|s| {
-            let mut server = RadiusServer::new(s.address, s.secret.0.as_str());
+            let mut server = make(s.address, s.secret.0.as_str());
             if let Some(flag) = s.require_message_authenticator {
                 server.require_message_authenticator = flag;
             }
             server
         })
-        .collect();
-    let mut config = RadiusConfig::new(servers);
+        .collect()
+}
+
+/// The RADIUS client of the `[radius]` section.
+fn radius(section: &RadiusSection) -> Result<RadiusAuthenticator, CliError> {
+    let mut config = RadiusConfig::new(servers(&section.server, |a, s| RadiusServer::new(a, s)));
     transport_settings(section, &mut config);
     if let Some(min) = section.admin_privilege_level {
         config.privilege = PrivilegeMapping::ManagementPrivilegeLevel { min };
@@ -74,18 +80,9 @@ fn accounting(
     if section.accounting.is_empty() {
         return Ok(None);
     }
-    let servers = section
-        .accounting
-        .iter()
-        .map(|s| {
-            let mut server = RadiusServer::accounting(s.address, s.secret.0.as_str());
-            if let Some(flag) = s.require_message_authenticator {
-                server.require_message_authenticator = flag;
-            }
-            server
-        })
-        .collect();
-    let mut config = AccountingConfig::new(servers);
+    let mut config = AccountingConfig::new(servers(&section.accounting, |a, s| {
+        RadiusServer::accounting(a, s)
+    }));
     transport_settings(section, &mut config.radius);
     if let Some(dir) = &section.accounting_spool {
         config.spool = Some(SpoolConfig::new(dir));

@@ -55,7 +55,7 @@ pub(crate) struct RadiusSection {
     pub(crate) accounting_interim: Option<Timeout>,
 }
 
-/// One `[[radius.server]]`.
+/// One `[[radius.server]]` or `[[radius.accounting]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RadiusServerSection {
@@ -63,7 +63,8 @@ pub(crate) struct RadiusServerSection {
     pub(crate) address: std::net::SocketAddr,
     /// The shared secret.
     pub(crate) secret: SecretText,
-    /// Drop replies without a valid Message-Authenticator (default true: BlastRADIUS).
+    /// Drop replies without a valid Message-Authenticator (default true for authentication
+    /// servers: BlastRADIUS; false for accounting servers).
     pub(crate) require_message_authenticator: Option<bool>,
 }
 
