@@ -119,28 +119,21 @@ use std::fmt;
 use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aaa_core::{
     Clock, CookieHash, EndCause, SessionObserver, SessionRecord, SessionStore, SystemClock,
 };
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::accounting_record::AcctRecord;
 pub use crate::accounting_record::session_id;
 use crate::accounting_spool::{Spool, SpoolLock};
 use crate::accounting_worker::Worker;
+use crate::util::{AbortOnDrop, LogLimit, lock};
 use crate::{Client, RadiusConfig, RadiusError, RadiusServer};
-
-/// At most one log line about refused records per interval.
-const LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Where unacknowledged accounting records are kept on disk.
 ///
@@ -333,37 +326,6 @@ pub(crate) struct Shared {
     refusals: LogLimit,
 }
 
-/// At most one log line per interval; counts the ones held back.
-#[derive(Debug)]
-pub(crate) struct LogLimit {
-    last: Mutex<Option<Instant>>,
-    suppressed: AtomicU64,
-}
-
-impl LogLimit {
-    pub(crate) fn new() -> Self {
-        Self {
-            last: Mutex::new(None),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-    /// `Some(number held back since the last one)` if a line may be logged now.
-    pub(crate) fn permit(&self) -> Option<u64> {
-        let now = Instant::now();
-        let mut last = lock(&self.last);
-        match *last {
-            Some(at) if now.saturating_duration_since(at) < LOG_INTERVAL => {
-                self.suppressed.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-            _ => {
-                *last = Some(now);
-                Some(self.suppressed.swap(0, Ordering::Relaxed))
-            }
-        }
-    }
-}
-
 impl Shared {
     /// Queues `record` unless the memory queue is full (then: error log, `dropped`).
     pub(crate) fn push(&self, record: AcctRecord, interim: Option<InterimSeed>) {
@@ -429,16 +391,6 @@ impl Shared {
     }
 }
 
-/// Aborts the task when dropped.
-#[derive(Debug)]
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// RADIUS accounting for every session: see the [module documentation](self).
 ///
 /// Dropping it stops its task: records not yet acknowledged are lost unless spooled (they
@@ -447,7 +399,6 @@ impl Drop for AbortOnDrop {
 pub struct Accounting {
     shared: Arc<Shared>,
     client: Client,
-    clock: Arc<dyn Clock>,
     spool_dir: Option<PathBuf>,
     /// Dropped first: the task stops, then the spool directory is released.
     _task: AbortOnDrop,
@@ -511,7 +462,7 @@ impl AccountingBuilder {
         let mut worker = Worker::new(
             shared.clone(),
             client.clone(),
-            clock.clone(),
+            clock,
             self.sessions,
             &config,
             spool,
@@ -521,7 +472,6 @@ impl AccountingBuilder {
         Ok(Accounting {
             shared,
             client,
-            clock,
             spool_dir,
             _task: AbortOnDrop(task),
             _spool_lock: spool_lock,
@@ -635,7 +585,6 @@ impl fmt::Debug for Accounting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Accounting")
             .field("servers", &self.client.servers())
-            .field("clock", &self.clock)
             .field("spool_dir", &self.spool_dir)
             .field("stats", &self.stats())
             .finish_non_exhaustive()

@@ -185,11 +185,9 @@ impl AcctRecord {
         let mut r = Request::accounting_request();
         r.add(rfc2866::ACCT_STATUS_TYPE_TYPE, status.to_be_bytes())?
             .add(rfc2866::ACCT_SESSION_ID_TYPE, self.session_id.as_bytes())?
-            .add(rfc2865::USER_NAME_TYPE, self.username.as_bytes())?;
-        for (t, v) in nas {
-            r.add(*t, v.clone())?;
-        }
-        r.add(rfc2865::CALLING_STATION_ID_TYPE, self.src_addr.to_string())?
+            .add(rfc2865::USER_NAME_TYPE, self.username.as_bytes())?
+            .add_all(nas)?
+            .add(rfc2865::CALLING_STATION_ID_TYPE, self.src_addr.to_string())?
             .add(rfc2866::ACCT_AUTHENTIC_TYPE, authentic.to_be_bytes())?
             .add(
                 rfc2869::EVENT_TIMESTAMP_TYPE,

@@ -206,6 +206,9 @@ impl Spool {
             }
             done_dirs.push((path, lock));
         }
+        // Nothing found, nothing moved or removed: no directory to sync.
+        let moved = !found.is_empty();
+        let removed = !done_dirs.is_empty();
         // Oldest first; a process's own order among records queued in the same millisecond.
         found.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
         for (_, _, _, record, from) in found {
@@ -223,7 +226,7 @@ impl Spool {
                 Err(e) => adopted.fail(io_error("take over a spool file", &from)(e)),
             }
         }
-        if let Err(e) = self.sync() {
+        if moved && let Err(e) = self.sync() {
             adopted.fail(e);
         }
         for (dir, lock) in done_dirs {
@@ -235,7 +238,7 @@ impl Spool {
             }
             drop(lock);
         }
-        if let Err(e) = sync_dir(&self.root) {
+        if removed && let Err(e) = sync_dir(&self.root) {
             adopted.fail(e);
         }
         adopted

@@ -9,13 +9,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use aaa_core::{Clock, SessionStore};
-use rand::TryRng as _;
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
 
-use crate::accounting::{AccountingConfig, Intake, InterimSeed, LogLimit, Shared, lock};
+use crate::accounting::{AccountingConfig, Intake, InterimSeed, Shared};
 use crate::accounting_record::{AcctRecord, Status};
 use crate::accounting_spool::{Adopted, Spool};
+use crate::backoff::{random_jitter, scale};
+use crate::util::{LogLimit, lock};
 use crate::{Client, RadiusError};
 
 /// How often a running process looks for the spooled records of processes that are gone.
@@ -721,11 +722,7 @@ impl Worker {
             .checked_mul(1u32 << doublings)
             .unwrap_or(self.retry_max)
             .min(self.retry_max);
-        let jitter = match rand::rngs::SysRng.try_next_u32() {
-            Ok(r) => (f64::from(r) / f64::from(u32::MAX) * 2.0 - 1.0) * 0.1,
-            Err(_) => 0.0,
-        };
-        Duration::try_from_secs_f64(base.as_secs_f64() * (1.0 + jitter)).unwrap_or(base)
+        scale(base, 1.0 + random_jitter()).unwrap_or(base)
     }
 
     /// A record that can never be sent: logged, counted, forgotten.

@@ -52,11 +52,8 @@ impl RadiusAuthenticator {
         let mut request = Request::access_request();
         request
             .add(rfc2865::USER_NAME_TYPE, credentials.username())?
-            .user_password(credentials.password().as_bytes())?;
-        for (t, v) in self.client.nas_attributes() {
-            request.add(*t, v.clone())?;
-        }
-        request
+            .user_password(credentials.password().as_bytes())?
+            .add_all(self.client.nas_attributes())?
             .add(
                 rfc2865::SERVICE_TYPE_TYPE,
                 rfc2865::SERVICE_TYPE_LOGIN_USER.to_be_bytes(),

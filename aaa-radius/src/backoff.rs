@@ -56,12 +56,13 @@ impl Backoff {
     }
 }
 
-fn scale(d: Duration, factor: f64) -> Option<Duration> {
+/// `d * factor`, if that is a valid duration.
+pub(crate) fn scale(d: Duration, factor: f64) -> Option<Duration> {
     Duration::try_from_secs_f64(d.as_secs_f64() * factor).ok()
 }
 
-/// A uniform value in [-0.1, 0.1].
-fn random_jitter() -> f64 {
+/// A uniform value in [-0.1, 0.1] (0 if the OS random generator fails).
+pub(crate) fn random_jitter() -> f64 {
     match rand::rngs::SysRng.try_next_u32() {
         Ok(r) => (f64::from(r) / f64::from(u32::MAX) * 2.0 - 1.0) * JITTER,
         Err(_) => 0.0,

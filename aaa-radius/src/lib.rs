@@ -109,6 +109,7 @@ mod packet;
 mod secret;
 mod stats;
 mod transport;
+mod util;
 
 pub use authenticator::RadiusAuthenticator;
 pub use config::{

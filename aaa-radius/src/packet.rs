@@ -26,8 +26,11 @@ pub const HEADER_LEN: usize = 20;
 pub const MAX_PACKET_LEN: usize = 4096;
 /// The longest attribute value (an attribute is at most 255 bytes, 2 of them the header).
 pub const MAX_ATTRIBUTE_VALUE: usize = 253;
-/// The longest password a User-Password attribute carries (RFC 2865 §5.2).
-pub const MAX_PASSWORD_LEN: usize = 128;
+/// The longest password a User-Password attribute carries (RFC 2865 §5.2): 128 bytes, the
+/// limit of every mechanism ([`aaa_core::MAX_PASSWORD_BYTES`]).
+pub const MAX_PASSWORD_LEN: usize = aaa_core::MAX_PASSWORD_BYTES;
+// RFC 2865 §5.2 allows no more.
+const _: () = assert!(MAX_PASSWORD_LEN <= 128);
 
 /// Attribute type of Message-Authenticator (RFC 3579).
 pub(crate) const MESSAGE_AUTHENTICATOR: u8 = rfc2869::MESSAGE_AUTHENTICATOR_TYPE;
@@ -193,6 +196,17 @@ impl Request {
         }
         self.attributes
             .push(RequestAttribute::Plain(attribute, value));
+        Ok(self)
+    }
+    /// Appends each (type, value) with [`add`](Self::add), in order: the NAS attributes of
+    /// [`Client::nas_attributes`](crate::Client::nas_attributes).
+    pub(crate) fn add_all(
+        &mut self,
+        attributes: &[(u8, Vec<u8>)],
+    ) -> Result<&mut Self, RadiusError> {
+        for (t, v) in attributes {
+            self.add(*t, v.clone())?;
+        }
         Ok(self)
     }
     /// Appends a User-Password, hidden at encoding time (RFC 2865 §5.2). At most 128 bytes:

@@ -5,15 +5,14 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use radius::core::{rfc2865, rfc3162};
 use rand::TryRng as _;
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
@@ -21,6 +20,7 @@ use crate::packet::{
     Code, Discard, Expected, MAX_PACKET_LEN, Reply, Request, reply_header, verify_reply,
 };
 use crate::stats::{Counters, ServerStats};
+use crate::util::{AbortOnDrop, LogLimit, lock};
 use crate::{NoReply, RadiusConfig, RadiusError, Retransmit, Secret};
 
 /// Identifiers per socket: the Identifier field is one byte.
@@ -31,14 +31,8 @@ const IDS_PER_SOCKET: usize = 256;
 /// then logs a conflict and drops one, which costs a retransmission. A socket therefore
 /// carries at most `IDS_PER_SOCKET - ID_RESERVE` outstanding requests before another opens.
 const ID_RESERVE: usize = 32;
-/// At most one warning about discarded datagrams per server in this interval.
-const WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// Pause after a failed `recv_from`, so a persistent error cannot spin.
 const RECV_ERROR_PAUSE: Duration = Duration::from_millis(50);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The RADIUS client transport, shared by every request to the configured servers.
 ///
@@ -93,7 +87,7 @@ struct LinkInfo {
     require_message_authenticator: bool,
     bind: SocketAddr,
     counters: Counters,
-    warn: RateLimit,
+    warn: LogLimit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,45 +161,6 @@ impl Drop for Allocation {
         {
             *slot = None;
             table.free.push_back(self.identifier);
-        }
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// At most one event per interval; counts the ones held back.
-struct RateLimit {
-    last: Mutex<Option<Instant>>,
-    suppressed: AtomicU64,
-}
-
-impl RateLimit {
-    fn new() -> Self {
-        Self {
-            last: Mutex::new(None),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-    /// `Some(number held back since the last one)` if an event may be logged now.
-    fn permit(&self) -> Option<u64> {
-        let now = Instant::now();
-        let mut last = lock(&self.last);
-        match *last {
-            Some(at) if now.saturating_duration_since(at) < WARN_INTERVAL => {
-                self.suppressed.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-            _ => {
-                *last = Some(now);
-                Some(self.suppressed.swap(0, Ordering::Relaxed))
-            }
         }
     }
 }
@@ -489,7 +444,7 @@ impl Client {
                     require_message_authenticator: server.require_message_authenticator,
                     bind: bind_address(server.address),
                     counters: Counters::default(),
-                    warn: RateLimit::new(),
+                    warn: LogLimit::new(),
                 }),
                 sockets: Mutex::new(Vec::new()),
                 health: Mutex::new(Health::Alive),
@@ -658,9 +613,7 @@ impl Client {
     /// server's health.
     pub async fn probe(&self, server: usize) -> Result<Reply, RadiusError> {
         let mut request = Request::status_server();
-        for (t, v) in &self.inner.nas {
-            request.add(*t, v.clone())?;
-        }
+        request.add_all(&self.inner.nas)?;
         let wait = self.inner.retransmit.max_duration;
         self.exchange_with(server, &request, Retransmit::new(wait, 0, wait, wait))
             .await
