@@ -128,9 +128,20 @@ pub(crate) fn history_file() -> Option<PathBuf> {
     dirs::data_dir().map(|d| d.join("aaa").join("shell_history"))
 }
 
+/// What a command needs of the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// The account file only (`aaa user …`): no session store, RADIUS or accounting is
+    /// opened, so managing accounts works while Redis or the servers are down.
+    Accounts,
+    /// Everything: logins and sessions.
+    All,
+}
+
 impl App {
-    /// Builds the mechanisms and the session store of `config`.
-    pub(crate) async fn open(config: &Config) -> Result<Self, CliError> {
+    /// Builds the mechanisms and the session store of `config` (with `Scope::Accounts`, the
+    /// local accounts over an unused in-memory store).
+    pub(crate) async fn open(config: &Config, scope: Scope) -> Result<Self, CliError> {
         let path = match &config.local.accounts {
             Some(p) => p.clone(),
             None => default_accounts()?,
@@ -148,9 +159,11 @@ impl App {
         let accounts = LocalAccounts::with_config(path, local, Arc::new(SystemClock))?;
 
         let s = &config.session;
-        let (store, kind): (Arc<dyn SessionStore>, StoreKind) = match &s.store {
-            None | Some(StoreUrl::Memory) => (Arc::new(aaa::MemoryStore::new()), StoreKind::Memory),
-            Some(StoreUrl::Redis(url)) => {
+        let (store, kind): (Arc<dyn SessionStore>, StoreKind) = match (&s.store, scope) {
+            (_, Scope::Accounts) | (None | Some(StoreUrl::Memory), Scope::All) => {
+                (Arc::new(aaa::MemoryStore::new()), StoreKind::Memory)
+            }
+            (Some(StoreUrl::Redis(url)), Scope::All) => {
                 let mut rc = RedisConfig::from_url(url).map_err(CliError::StoreUrl)?;
                 if let Some(prefix) = &s.prefix {
                     rc = rc.with_prefix(prefix).map_err(CliError::StoreUrl)?;
@@ -162,12 +175,16 @@ impl App {
             }
         };
 
-        let accounting = accounting(&config.radius, store.clone())?;
         let mut builder = Aaa::builder();
         // RADIUS first when configured; local accounts decide only when no server answers.
-        if !config.radius.server.is_empty() {
+        if scope == Scope::All && !config.radius.server.is_empty() {
             builder = builder.radius(radius(&config.radius)?);
         }
+        // After the RADIUS client: a bad server entry is refused before a spool is opened.
+        let accounting = match scope {
+            Scope::All => accounting(&config.radius, store.clone())?,
+            Scope::Accounts => None,
+        };
         if let Some(a) = &accounting {
             builder = builder.accounting(a.clone());
         }

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use crate::app::App;
+use crate::app::{App, Scope};
 use crate::cli::{Cli, Command};
 use crate::commands::Ctx;
 use crate::config::Config;
@@ -79,7 +79,11 @@ async fn execute(cli: Cli) -> Result<u8, CliError> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let app = App::open(&config).await?;
+    let scope = match cli.command {
+        Command::User(_) => Scope::Accounts,
+        _ => Scope::All,
+    };
+    let app = App::open(&config, scope).await?;
     if let Command::Shell = cli.command {
         return Ok(shell::run(&app).await);
     }

@@ -247,6 +247,24 @@ fn a_redis_with_nothing_listening_exits_3_quickly() {
 }
 
 #[test]
+fn accounts_are_managed_while_redis_is_down() {
+    // `aaa user …` touches only the account file: no session store is opened for it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let site = Site::new(&format!("redis://127.0.0.1:{port}/"));
+    add_admin(&site);
+    let o = site.aaa().args(["user", "list"]).output().unwrap();
+    assert!(o.status.success(), "{}", out(&o).1);
+    assert!(out(&o).0.contains("admin"), "{}", out(&o).0);
+    // A session command still needs the store: exit 3.
+    let o = site.aaa().args(["show", "session"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", out(&o).1);
+}
+
+#[test]
 fn a_redis_url_password_is_never_printed() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
