@@ -1,6 +1,8 @@
 //! The `aaa` command end to end, on the built binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failure
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -406,6 +408,7 @@ fn the_shell_clears_a_session_by_id() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    common::watchdog(&child, Duration::from_secs(60));
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     stdin

@@ -1,6 +1,8 @@
 //! The `aaa` command on a shared Redis: several processes, one session table.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failure
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -155,7 +157,7 @@ fn two_shells_see_each_others_sessions() {
         .assert()
         .success();
     let spawn = || {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("aaa"))
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("aaa"))
             .arg("shell")
             .env_clear()
             .env("HOME", site.path())
@@ -164,7 +166,9 @@ fn two_shells_see_each_others_sessions() {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap()
+            .unwrap();
+        common::watchdog(&child, Duration::from_secs(60));
+        child
     };
     let mut a = spawn();
     let mut b = spawn();

@@ -7,6 +7,7 @@ use assert_cmd::Command;
 
 /// `aaa` with a configuration of `dir` (its own account file) followed by `config`, and a
 /// clean environment.
+#[allow(dead_code)] // not every test binary uses it
 pub(crate) fn aaa(dir: &Path, config: &str) -> Command {
     let path = dir.join("aaa.toml");
     std::fs::write(
@@ -23,4 +24,18 @@ pub(crate) fn aaa(dir: &Path, config: &str) -> Command {
         .env("AAA_CONFIG", &path)
         .timeout(Duration::from_secs(60));
     c
+}
+
+/// Kills the process `child` after `after` (a shell a test drives through pipes, whose reads
+/// have no timeout of their own): a shell that stops answering then fails the test, whose next
+/// read finds the pipe closed, instead of hanging it.
+#[allow(dead_code)] // not every test binary drives a shell
+pub(crate) fn watchdog(child: &std::process::Child, after: Duration) {
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
+    });
 }
