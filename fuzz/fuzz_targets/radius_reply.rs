@@ -10,7 +10,10 @@ const SECRET: &[u8] = b"fuzz-shared-secret";
 fuzz_target!(|data: &[u8]| {
     let secret = Secret::from(SECRET);
     let mut request = Request::access_request();
-    if request.add(1, "admin").is_err() || request.user_password(b"pw").is_err() || request.add(32, "nas").is_err() {
+    if request.add(1, "admin").is_err()
+        || request.user_password(b"pw").is_err()
+        || request.add(32, "nas").is_err()
+    {
         return;
     }
     let Ok(bytes) = request.encode(42, &[7; 16], &secret) else {

@@ -210,6 +210,11 @@ fn ci(root: &Path) -> Result<(), String> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run(root, fmt, "cargo fmt --all --check")?;
+    // The fuzz targets are a workspace of their own (cargo-fuzz's layout): checked here too, so
+    // a change to the `__fuzz` entry points cannot break them unseen.
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"]);
+    run(root, fmt, "cargo fmt (fuzz targets) --check")?;
 
     let mut clippy = cargo();
     clippy.args([
@@ -226,6 +231,17 @@ fn ci(root: &Path) -> Result<(), String> {
         clippy,
         "cargo clippy --workspace --all-targets --all-features -- -D warnings",
     )?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--manifest-path",
+        "fuzz/Cargo.toml",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(root, clippy, "cargo clippy (fuzz targets) -- -D warnings")?;
 
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps", "--all-features"]);
