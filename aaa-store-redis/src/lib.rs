@@ -139,6 +139,7 @@ mod config;
 mod error;
 mod scripts;
 mod store;
+mod tracker;
 
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRACE, DEFAULT_MAX_IDLE_BACKSTOP, DEFAULT_PREFIX,

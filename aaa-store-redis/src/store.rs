@@ -26,6 +26,7 @@ use crate::scripts::{
     CLAIM_SCRIPT, CONTAINS_SCRIPT, CREATE_SCRIPT, LIST_PAGE_SCRIPT, REMOVE_BY_ID_SCRIPT,
     REMOVE_SCRIPT, VALIDATE_SCRIPT,
 };
+use crate::tracker::{self, Lookup, Reader, Settings, Stored};
 
 /// Session buckets (and id buckets) per table: a layout constant, the same in every process
 /// (the scripts hold it too). Up to about 100 sessions per bucket (400,000 in a table) every
@@ -57,7 +58,7 @@ struct Keys {
     /// deadline in that bucket (ms). `KEYS[1]` of every script: it routes calls on a cluster.
     due: Vec<u8>,
     /// `{P}s:<b>` for every bucket `b`: hashes of the sessions (32-byte key → value).
-    buckets: Vec<Vec<u8>>,
+    buckets: Arc<Vec<Vec<u8>>>,
 }
 
 impl Keys {
@@ -65,9 +66,11 @@ impl Keys {
         let tag = format!("{{{prefix}}}");
         Self {
             due: format!("{tag}due").into_bytes(),
-            buckets: (0..BUCKETS)
-                .map(|b| format!("{tag}s:{b}").into_bytes())
-                .collect(),
+            buckets: Arc::new(
+                (0..BUCKETS)
+                    .map(|b| format!("{tag}s:{b}").into_bytes())
+                    .collect(),
+            ),
             tag: tag.into_bytes(),
         }
     }
@@ -148,8 +151,9 @@ pub struct RedisStore {
     /// batching tasks could not be started.
     batcher: Option<mpsc::UnboundedSender<Job>>,
     /// Where the read-only first steps of validations queue to be sent together (one pipeline
-    /// of `HGET`s for many).
-    reader: Option<mpsc::UnboundedSender<ReadJob>>,
+    /// of `HGET`s for many; on a standalone server, through the client-side cache of
+    /// [`tracker`]).
+    reader: Option<mpsc::UnboundedSender<Lookup>>,
     /// Where creates queue to be sent together (one script call for many).
     creator: Option<mpsc::UnboundedSender<CreateJob>>,
 }
@@ -181,16 +185,8 @@ struct Job {
     reply: oneshot::Sender<Result<Value, RedisStoreError>>,
 }
 
-/// One read-only validation step waiting to be sent: the key, and where its value goes.
-struct ReadJob {
-    key: CookieHash,
-    /// When its validation's time budget runs out.
-    deadline: Instant,
-    reply: oneshot::Sender<Result<Option<Vec<u8>>, RedisStoreError>>,
-}
-
 /// A job of a batching task.
-trait Batched: Send + 'static {
+pub(crate) trait Batched: Send + 'static {
     /// What its caller waits for.
     type Answer;
     /// Whether its caller gave up waiting (it timed out): such a job is not sent.
@@ -209,20 +205,10 @@ impl Batched for Job {
     }
 }
 
-impl Batched for ReadJob {
-    type Answer = Option<Vec<u8>>;
-    fn abandoned(&self) -> bool {
-        self.reply.is_closed()
-    }
-    fn answer(self, answer: Result<Option<Vec<u8>>, RedisStoreError>) {
-        let _ = self.reply.send(answer);
-    }
-}
-
 /// Answers the jobs whose deadline passed while they waited with a timeout (they are not
 /// sent); the others, and the time until the latest of their deadlines (the batch's budget:
 /// each caller stops waiting at its own). `None` if none is left.
-fn in_time<J: Batched>(
+pub(crate) fn in_time<J: Batched>(
     jobs: Vec<J>,
     deadline: impl Fn(&J) -> Instant,
     operation: &'static str,
@@ -378,8 +364,24 @@ impl RedisStore {
                 let s = shared.clone();
                 rt.spawn(batches(rx, move |jobs| validate_jobs(s.clone(), jobs)));
                 let (read_tx, read_rx) = mpsc::unbounded_channel();
-                let s = shared.clone();
-                rt.spawn(batches(read_rx, move |jobs| read_jobs(s.clone(), jobs)));
+                match &shared.rebuild {
+                    Some(rebuild) => {
+                        let c = &shared.config;
+                        let reader = Reader::new(Settings {
+                            client: rebuild.client.clone(),
+                            connect_timeout: c.connect_timeout(),
+                            response_timeout: c.response_timeout(),
+                            budget: c.operation_timeout(),
+                            bucket_prefix: [shared.keys.tag.as_slice(), b"s:"].concat(),
+                            buckets: shared.keys.buckets.clone(),
+                        });
+                        rt.spawn(tracker::run(read_rx, reader));
+                    }
+                    None => {
+                        let s = shared.clone();
+                        rt.spawn(batches(read_rx, move |jobs| read_jobs(s.clone(), jobs)));
+                    }
+                }
                 let (create_tx, create_rx) = mpsc::unbounded_channel();
                 let s = shared.clone();
                 rt.spawn(batches(create_rx, move |jobs| create_jobs(s.clone(), jobs)));
@@ -533,11 +535,11 @@ impl RedisStore {
         &self,
         key: &CookieHash,
         deadline: Instant,
-    ) -> Result<Option<Vec<u8>>, RedisStoreError> {
+    ) -> Result<Option<Stored>, RedisStoreError> {
         const OP: &str = "validate";
         if let Some(tx) = &self.reader {
             let (reply, answer) = oneshot::channel();
-            let job = ReadJob {
+            let job = Lookup {
                 key: *key,
                 deadline,
                 reply,
@@ -553,7 +555,7 @@ impl RedisStore {
             .arg(key.as_bytes().as_slice())
             .clone();
         match tokio::time::timeout_at(deadline.into(), self.shared.query(OP, &cmd)).await {
-            Ok(r) => r,
+            Ok(r) => r.map(|v: Option<Vec<u8>>| v.map(Stored::from)),
             Err(_) => Err(RedisStoreError::Timeout {
                 operation: OP,
                 timeout: self.shared.config.operation_timeout(),
@@ -1006,7 +1008,7 @@ async fn validate_jobs(shared: Arc<Shared>, jobs: Vec<Job>) {
 /// Sends reads in one pipeline of `HGET`s (resent once if the connection dropped: a read's
 /// answer is the same), within the latest deadline among them; each gets its value. (A
 /// pipeline costs the server less than a script doing the same reads, measured.)
-async fn read_jobs(shared: Arc<Shared>, jobs: Vec<ReadJob>) {
+async fn read_jobs(shared: Arc<Shared>, jobs: Vec<Lookup>) {
     const OP: &str = "validate";
     let budget = shared.config.operation_timeout();
     let Some((jobs, time_left)) = in_time(jobs, |j| j.deadline, OP, budget) else {
@@ -1025,7 +1027,7 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<ReadJob>) {
             Resend::IfConnectionLost,
             time_left,
             |mut conn| async move {
-                pipe.query_async(&mut conn)
+                pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)
                     .await
                     .map_err(|source| RedisStoreError::Redis {
                         operation: OP,
@@ -1033,7 +1035,8 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<ReadJob>) {
                     })
             },
         )
-        .await;
+        .await
+        .map(|values| values.into_iter().map(|v| v.map(Stored::from)).collect());
     deliver(jobs, with_budget(values, budget), OP);
 }
 

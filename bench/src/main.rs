@@ -26,7 +26,12 @@ fn main() {
         match a.as_str() {
             "--out" => out = PathBuf::from(args.next().expect("--out needs a path")),
             "--quick" => quick = true,
-            "--only" => only = Some(args.next().expect("--only needs a group: memory or redis")),
+            "--only" => {
+                only = Some(
+                    args.next()
+                        .expect("--only needs a group: memory, redis or redis-peer"),
+                )
+            }
             "--sessions" => {
                 sessions = args
                     .next()
@@ -35,7 +40,7 @@ fn main() {
             }
             other => {
                 eprintln!(
-                    "unknown argument {other:?}; usage: aaa-bench [--out FILE] [--quick] [--sessions N] [--only memory|redis]"
+                    "unknown argument {other:?}; usage: aaa-bench [--out FILE] [--quick] [--sessions N] [--only memory|redis|redis-peer]"
                 );
                 std::process::exit(2);
             }
@@ -56,7 +61,12 @@ fn main() {
             return;
         }
         Some("redis") => {
-            rows.extend(rt.block_on(redis::rows(quick)));
+            rows.extend(rt.block_on(redis::rows(quick, false)));
+            print_table(&rows);
+            return;
+        }
+        Some("redis-peer") => {
+            rows.extend(rt.block_on(redis::rows(quick, true)));
             print_table(&rows);
             return;
         }
@@ -71,7 +81,7 @@ fn main() {
     eprintln!("bench: validation during a login storm…");
     rows.extend(rt.block_on(storm::rows()));
     eprintln!("bench: Redis store…");
-    rows.extend(rt.block_on(redis::rows(quick)));
+    rows.extend(rt.block_on(redis::rows(quick, false)));
     eprintln!("bench: RADIUS against FreeRADIUS…");
     rows.extend(rt.block_on(radius::rows(quick)));
     eprintln!("bench: RADIUS accounting against FreeRADIUS…");

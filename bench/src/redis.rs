@@ -127,7 +127,8 @@ fn used_memory(server: &RedisServer) -> f64 {
         .expect("INFO memory used_memory")
 }
 
-pub(crate) async fn rows(quick: bool) -> Vec<Row> {
+/// All the Redis rows, or (`peer_only`) only the validation rows: ours and the peer's.
+pub(crate) async fn rows(quick: bool, peer_only: bool) -> Vec<Row> {
     let sizes = if quick {
         Sizes {
             validations: 20_000,
@@ -151,8 +152,15 @@ pub(crate) async fn rows(quick: bool) -> Vec<Row> {
     let manager = SessionManager::builder(store(&server, "bench").await)
         .build()
         .expect("manager");
-    let (_, start_rate) = start_sessions(&manager, sizes.starts).await;
-    let set_rate = redis_benchmark(server.port(), "set", 200_000).await;
+    let (start_rate, set_rate) = if peer_only {
+        (f64::NAN, f64::NAN)
+    } else {
+        let (_, start_rate) = start_sessions(&manager, sizes.starts).await;
+        (
+            start_rate,
+            redis_benchmark(server.port(), "set", 200_000).await,
+        )
+    };
 
     // (a) validate_session over the manager's own (cached) sessions: the common case of a
     // service validating the cookies of the sessions it serves.
@@ -174,68 +182,70 @@ pub(crate) async fn rows(quick: bool) -> Vec<Row> {
     for _ in 0..3 {
         validate_rate = validate_rate.max(validate(sizes.validations).await);
     }
-    let get_rate = redis_benchmark(server.port(), "get", 200_000).await;
-    rows.push(Row {
-        name: format!("redis validate_session, {CONCURRENCY} tasks, {LIVE_SESSIONS} sessions"),
-        unit: "ops/s",
-        ours: validate_rate,
-        anchor: Some((format!("redis-benchmark GET -c {CONCURRENCY}"), get_rate)),
-        ratio: validate_rate / get_rate,
-        ratio_note: "ours/anchor",
-        target: 1.0,
-        better: Better::Higher,
-    });
-    rows.push(Row {
-        name: format!("redis start_session, {CONCURRENCY} tasks"),
-        unit: "ops/s",
-        ours: start_rate,
-        anchor: Some((format!("redis-benchmark SET -c {CONCURRENCY}"), set_rate)),
-        ratio: start_rate / set_rate,
-        ratio_note: "ours/anchor",
-        target: 0.7,
-        better: Better::Higher,
-    });
+    if !peer_only {
+        let get_rate = redis_benchmark(server.port(), "get", 200_000).await;
+        rows.push(Row {
+            name: format!("redis validate_session, {CONCURRENCY} tasks, {LIVE_SESSIONS} sessions"),
+            unit: "ops/s",
+            ours: validate_rate,
+            anchor: Some((format!("redis-benchmark GET -c {CONCURRENCY}"), get_rate)),
+            ratio: validate_rate / get_rate,
+            ratio_note: "ours/anchor",
+            target: 1.0,
+            better: Better::Higher,
+        });
+        rows.push(Row {
+            name: format!("redis start_session, {CONCURRENCY} tasks"),
+            unit: "ops/s",
+            ours: start_rate,
+            anchor: Some((format!("redis-benchmark SET -c {CONCURRENCY}"), set_rate)),
+            ratio: start_rate / set_rate,
+            ratio_note: "ours/anchor",
+            target: 0.7,
+            better: Better::Higher,
+        });
 
-    // (c), (d): a table of `listed` sessions on its own prefix.
-    let lister = SessionManager::builder(store(&server, "bench-list").await)
-        .build()
-        .expect("manager");
-    let before = used_memory(&server);
-    start_sessions(&lister, sizes.listed).await;
-    let after = used_memory(&server);
-    let per_session = (after - before) / sizes.listed as f64;
-    let mut list_secs = f64::INFINITY;
-    for _ in 0..3 {
-        let start = Instant::now();
-        let listed = lister.get_sessions().await.expect("get_sessions");
-        list_secs = list_secs.min(start.elapsed().as_secs_f64());
-        assert_eq!(listed.len(), sizes.listed);
+        // (c), (d): a table of `listed` sessions on its own prefix.
+        let lister = SessionManager::builder(store(&server, "bench-list").await)
+            .build()
+            .expect("manager");
+        let before = used_memory(&server);
+        start_sessions(&lister, sizes.listed).await;
+        let after = used_memory(&server);
+        let per_session = (after - before) / sizes.listed as f64;
+        let mut list_secs = f64::INFINITY;
+        for _ in 0..3 {
+            let start = Instant::now();
+            let listed = lister.get_sessions().await.expect("get_sessions");
+            list_secs = list_secs.min(start.elapsed().as_secs_f64());
+            assert_eq!(listed.len(), sizes.listed);
+        }
+        // The target is 1 s for 100,000 sessions; a quick run lists fewer and scales it.
+        let list_budget = sizes.listed as f64 / 100_000.0;
+        rows.push(Row {
+            name: format!("redis get_sessions, {} sessions", sizes.listed),
+            unit: "s",
+            ours: list_secs,
+            anchor: None,
+            ratio: list_secs / list_budget,
+            ratio_note: "ours/(1 s per 100k)",
+            target: 1.0,
+            better: Better::Lower,
+        });
+        rows.push(Row {
+            name: format!(
+                "redis memory per session ({} sessions, {USERS} users)",
+                sizes.listed
+            ),
+            unit: "B/session",
+            ours: per_session,
+            anchor: None,
+            ratio: per_session / 300.0,
+            ratio_note: "ours/300 B",
+            target: 1.0,
+            better: Better::Lower,
+        });
     }
-    // The target is 1 s for 100,000 sessions; a quick run lists fewer and scales it.
-    let list_budget = sizes.listed as f64 / 100_000.0;
-    rows.push(Row {
-        name: format!("redis get_sessions, {} sessions", sizes.listed),
-        unit: "s",
-        ours: list_secs,
-        anchor: None,
-        ratio: list_secs / list_budget,
-        ratio_note: "ours/(1 s per 100k)",
-        target: 1.0,
-        better: Better::Lower,
-    });
-    rows.push(Row {
-        name: format!(
-            "redis memory per session ({} sessions, {USERS} users)",
-            sizes.listed
-        ),
-        unit: "B/session",
-        ours: per_session,
-        anchor: None,
-        ratio: per_session / 300.0,
-        ratio_note: "ours/300 B",
-        target: 1.0,
-        better: Better::Lower,
-    });
 
     // (e) Peer: tower-sessions' Redis store (fred, one auto-pipelined connection, as ours),
     // `load` of LIVE_SESSIONS records at the same concurrency on the same server.

@@ -1,0 +1,482 @@
+//! The validation reads of a standalone Redis, with server-assisted client-side caching.
+//!
+//! One task per store owns a connection of its own (RESP3, `CLIENT TRACKING ON`) and a cache
+//! of the session values it read there. The server remembers which buckets the connection read
+//! and, when one of them changes (a create, a touch, a removal, an expiry, in any process),
+//! pushes an `invalidate` message on that connection, before anything it answers afterwards.
+//!
+//! **A cached value is never answered on the strength of the cache alone.** Lookups are sent in
+//! batches; every batch carries a `CLIENT GETREDIR` (the *barrier*) sent after each of its
+//! lookups began, and the cached answers are given only once the barrier's reply is in and the
+//! invalidations that came before it are applied. A change that completed before a validation
+//! began (a `clear session` in another process, say) was pushed before that barrier's reply,
+//! so its bucket is out of the cache by then: revocation is as strict as a read, and a dead
+//! Redis fails every lookup, cached or not (fail closed). What the cache saves is the server
+//! work and the client's encoding and parsing of one command and one value per validation:
+//! a batch of cached lookups is one small command.
+//!
+//! Invariants (each checked where the cache changes):
+//! - an entry is in the cache only if its bucket was read on the current connection while
+//!   tracking was on, and no invalidation of that bucket was applied since that read;
+//! - a lost connection, a `Disconnection` push, a barrier that says tracking is off, or a
+//!   flush-all invalidation empties the whole cache;
+//! - a value read in a batch is cached only if no invalidation of its bucket arrived with the
+//!   batch's replies (it might have been the one for a change after the read);
+//! - a cached answer whose bucket was invalidated by the batch's barrier is read again.
+//!
+//! A server that refuses `CLIENT TRACKING` (an ACL without `+client`, a Redis-compatible
+//! server without it) gets plain batched reads on the same connection, without a cache.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use aaa_core::CookieHash;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ErrorKind, PushInfo, PushKind, RedisError, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::RedisStoreError;
+use crate::store::{BUCKETS, Batched, bucket_of, in_time};
+
+const OP: &str = "validate";
+/// Lookups per batch, at most.
+const MAX_LOOKUPS: usize = 256;
+/// Values the cache holds, at most (about 150 bytes each); past it, values are answered and
+/// not kept.
+const MAX_CACHED: usize = 100_000;
+/// After a failed connection attempt, lookups fail with its error for this long before the
+/// next attempt (so that a dead server is not dialled once per batch).
+const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+
+/// Whether a refusal of `CLIENT TRACKING` was logged already (once per process).
+static REFUSAL_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// A session value as read (shared by the cache and the answers).
+pub(crate) type Stored = Arc<[u8]>;
+
+/// One validation's read: the key, when its caller stops waiting, and where the value goes.
+pub(crate) struct Lookup {
+    pub(crate) key: CookieHash,
+    pub(crate) deadline: Instant,
+    pub(crate) reply: oneshot::Sender<Result<Option<Stored>, RedisStoreError>>,
+}
+
+impl Batched for Lookup {
+    type Answer = Option<Stored>;
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+    fn answer(self, answer: Result<Option<Stored>, RedisStoreError>) {
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// What the reading task needs to open its connections.
+pub(crate) struct Settings {
+    pub(crate) client: redis::Client,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    /// The operation budget (reported in timeouts).
+    pub(crate) budget: Duration,
+    /// `{P}s:` — the names of the session buckets start with it.
+    pub(crate) bucket_prefix: Vec<u8>,
+    /// The bucket names, by number.
+    pub(crate) buckets: Arc<Vec<Vec<u8>>>,
+}
+
+/// The session values read on the current connection and not invalidated since, by bucket.
+struct Cache {
+    buckets: Vec<Vec<(CookieHash, Stored)>>,
+    len: usize,
+}
+
+impl Cache {
+    fn new() -> Self {
+        Self {
+            buckets: vec![Vec::new(); usize::from(BUCKETS)],
+            len: 0,
+        }
+    }
+
+    fn get(&self, key: &CookieHash) -> Option<Stored> {
+        self.buckets
+            .get(usize::from(bucket_of(key)))?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn insert(&mut self, key: CookieHash, value: Stored) {
+        let Some(bucket) = self.buckets.get_mut(usize::from(bucket_of(&key))) else {
+            return;
+        };
+        if let Some(slot) = bucket.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = value;
+        } else if self.len < MAX_CACHED {
+            bucket.push((key, value));
+            self.len += 1;
+        }
+    }
+
+    fn clear_bucket(&mut self, b: u16) {
+        if let Some(bucket) = self.buckets.get_mut(usize::from(b)) {
+            self.len -= bucket.len();
+            bucket.clear();
+        }
+    }
+
+    fn clear(&mut self) {
+        for b in &mut self.buckets {
+            b.clear();
+        }
+        self.len = 0;
+    }
+}
+
+/// The buckets invalidated by the pushes applied in one batch.
+struct Invalidated {
+    bits: [u64; BUCKETS as usize / 64],
+    all: bool,
+}
+
+impl Invalidated {
+    fn none() -> Self {
+        Self {
+            bits: [0; BUCKETS as usize / 64],
+            all: false,
+        }
+    }
+    fn add(&mut self, b: u16) {
+        if let Some(w) = self.bits.get_mut(usize::from(b / 64)) {
+            *w |= 1 << (b % 64);
+        }
+    }
+    fn contains(&self, b: u16) -> bool {
+        self.all
+            || self
+                .bits
+                .get(usize::from(b / 64))
+                .is_some_and(|w| w & (1 << (b % 64)) != 0)
+    }
+}
+
+/// The reading task's connection.
+struct Link {
+    conn: MultiplexedConnection,
+    /// The server's pushes on `conn`, in the order they came with its replies.
+    pushes: mpsc::UnboundedReceiver<PushInfo>,
+    /// Whether `CLIENT TRACKING` is on (else: plain reads, no cache).
+    tracking: bool,
+}
+
+/// The reading task's state.
+pub(crate) struct Reader {
+    settings: Settings,
+    link: Option<Link>,
+    cache: Cache,
+    /// The last failed connection attempt: when, and its error.
+    failed: Option<(Instant, RedisStoreError)>,
+}
+
+impl Reader {
+    pub(crate) fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            link: None,
+            cache: Cache::new(),
+            failed: None,
+        }
+    }
+
+    /// The bucket a pushed key name is, if it is one of this table's session buckets.
+    fn bucket_named(&self, name: &[u8]) -> Option<u16> {
+        let digits = name.strip_prefix(self.settings.bucket_prefix.as_slice())?;
+        let b: u16 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        (b < BUCKETS && self.settings.buckets.get(usize::from(b))?.as_slice() == name).then_some(b)
+    }
+
+    /// Drops the connection and everything cached from it.
+    fn drop_link(&mut self) {
+        self.link = None;
+        self.cache.clear();
+    }
+
+    /// Applies the pushes received so far; which buckets they invalidated.
+    fn apply_pushes(&mut self) -> Invalidated {
+        let mut pushes = Vec::new();
+        if let Some(link) = &mut self.link {
+            while let Ok(push) = link.pushes.try_recv() {
+                pushes.push(push);
+            }
+        }
+        let mut out = Invalidated::none();
+        let mut lost = false;
+        for push in pushes {
+            match push.kind {
+                PushKind::Invalidate => match push.data.first() {
+                    Some(Value::Array(names)) => {
+                        for name in names {
+                            let bucket = match name {
+                                Value::BulkString(n) => self.bucket_named(n),
+                                Value::SimpleString(n) => self.bucket_named(n.as_bytes()),
+                                _ => None,
+                            };
+                            if let Some(b) = bucket {
+                                out.add(b);
+                            }
+                        }
+                    }
+                    // A flush of the whole database, or a form this code does not know.
+                    _ => out.all = true,
+                },
+                PushKind::Disconnection => lost = true,
+                _ => {}
+            }
+        }
+        if lost {
+            self.drop_link();
+            out.all = true;
+        } else if out.all {
+            self.cache.clear();
+        } else {
+            for (w, word) in out.bits.iter().enumerate() {
+                let mut word = *word;
+                while word != 0 {
+                    let bit = word.trailing_zeros() as usize;
+                    word &= word - 1;
+                    if let Ok(b) = u16::try_from(w * 64 + bit) {
+                        self.cache.clear_bucket(b);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Opens a connection and turns tracking on, by `deadline`.
+    async fn connect(&mut self, deadline: Instant) -> Result<(), RedisStoreError> {
+        if let Some((at, e)) = &self.failed
+            && at.elapsed() < RECONNECT_PAUSE
+        {
+            return Err(e.clone());
+        }
+        self.drop_link();
+        let r = self.open(deadline).await;
+        match r {
+            Ok(link) => {
+                self.failed = None;
+                self.link = Some(link);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    async fn open(&self, deadline: Instant) -> Result<Link, RedisStoreError> {
+        let s = &self.settings;
+        let (tx, pushes) = mpsc::unbounded_channel();
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(s.connect_timeout))
+            .set_response_timeout(Some(s.response_timeout))
+            .set_push_sender(tx);
+        let budget = s
+            .connect_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let timeout = || RedisStoreError::Timeout {
+            operation: "connect",
+            timeout: s.connect_timeout,
+        };
+        let mut conn = tokio::time::timeout(
+            budget,
+            s.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(|_| timeout())?
+        .map_err(|source| RedisStoreError::Redis {
+            operation: "connect",
+            source,
+        })?;
+        let mut on = redis::cmd("CLIENT");
+        on.arg("TRACKING").arg("ON");
+        let on = on.query_async::<Value>(&mut conn);
+        let tracking = match tokio::time::timeout_at(deadline.into(), on).await {
+            Err(_) => return Err(timeout()),
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) if refused(&e) => {
+                if !REFUSAL_LOGGED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(target: "aaa::store::redis", error = %e, "the server refused CLIENT TRACKING: validations read every value (no client-side cache)");
+                }
+                false
+            }
+            Ok(Err(source)) => {
+                return Err(RedisStoreError::Redis {
+                    operation: "connect",
+                    source,
+                });
+            }
+        };
+        Ok(Link {
+            conn,
+            pushes,
+            tracking,
+        })
+    }
+
+    /// Answers `jobs` within `time_left`: cached values once a barrier confirms them, the
+    /// others read; a lookup whose connection was lost is sent once more on a new one.
+    async fn serve(&mut self, mut jobs: Vec<Lookup>, time_left: Duration) {
+        let deadline = Instant::now() + time_left;
+        let mut resent = false;
+        loop {
+            if self.link.is_none()
+                && let Err(e) = self.connect(deadline).await
+            {
+                for job in jobs {
+                    job.answer(Err(e.clone()));
+                }
+                return;
+            }
+            let Some(link) = &mut self.link else { return };
+            let tracking = link.tracking;
+            let hits: Vec<Option<Stored>> = jobs
+                .iter()
+                .map(|j| tracking.then(|| self.cache.get(&j.key)).flatten())
+                .collect();
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            if tracking {
+                pipe.cmd("CLIENT").arg("GETREDIR");
+            }
+            for (job, hit) in jobs.iter().zip(&hits) {
+                if hit.is_none() {
+                    let name = self
+                        .settings
+                        .buckets
+                        .get(usize::from(bucket_of(&job.key)))
+                        .map_or(&[][..], Vec::as_slice);
+                    pipe.cmd("HGET")
+                        .arg(name)
+                        .arg(job.key.as_bytes().as_slice());
+                }
+            }
+            let sent = tokio::time::timeout_at(
+                deadline.into(),
+                pipe.query_async::<Vec<Value>>(&mut link.conn),
+            )
+            .await;
+            let values = match sent {
+                Err(_) => {
+                    // The connection may only be slow: it stays, and so does the cache (its
+                    // pushes still come in order).
+                    for job in jobs {
+                        job.answer(Err(RedisStoreError::Timeout {
+                            operation: OP,
+                            timeout: self.settings.budget,
+                        }));
+                    }
+                    return;
+                }
+                Ok(Err(source)) => {
+                    let e = RedisStoreError::Redis {
+                        operation: OP,
+                        source,
+                    };
+                    self.drop_link();
+                    if e.is_connection_lost() && !resent {
+                        resent = true;
+                        tracing::debug!(target: "aaa::store::redis", error = %e, "reading connection lost; sending again");
+                        continue;
+                    }
+                    for job in jobs {
+                        job.answer(Err(e.clone()));
+                    }
+                    return;
+                }
+                Ok(Ok(values)) => values,
+            };
+            let mut values = values.into_iter();
+            if tracking && !matches!(values.next(), Some(Value::Int(0))) {
+                // Tracking is off (or redirected) on this connection: nothing cached can be
+                // trusted. A new connection turns it on again.
+                self.drop_link();
+                if !resent {
+                    resent = true;
+                    continue;
+                }
+                for job in jobs {
+                    job.answer(Err(RedisStoreError::UnexpectedReply { operation: OP }));
+                }
+                return;
+            }
+            let invalidated = self.apply_pushes();
+            // A link dropped by a `Disconnection` push: what was read is still an answer, but
+            // nothing more is cached.
+            let caching = tracking && self.link.is_some();
+            let mut again = Vec::new();
+            for (job, hit) in jobs.into_iter().zip(hits) {
+                let bucket = bucket_of(&job.key);
+                if hit.is_some() && invalidated.contains(bucket) {
+                    again.push(job);
+                    continue;
+                }
+                let answer = match hit {
+                    Some(v) => Ok(Some(v)),
+                    None => match values.next() {
+                        Some(Value::BulkString(v)) => {
+                            let v: Stored = v.into();
+                            if caching && !invalidated.contains(bucket) {
+                                self.cache.insert(job.key, v.clone());
+                            }
+                            Ok(Some(v))
+                        }
+                        Some(Value::Nil) => Ok(None),
+                        Some(Value::ServerError(e)) => Err(RedisStoreError::Redis {
+                            operation: OP,
+                            source: e.into(),
+                        }),
+                        _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
+                    },
+                };
+                job.answer(answer);
+            }
+            if again.is_empty() {
+                return;
+            }
+            // Their buckets are out of the cache now: the next round reads them.
+            jobs = again;
+        }
+    }
+}
+
+/// Whether the server refused a command (as opposed to a lost or failed connection).
+fn refused(e: &RedisError) -> bool {
+    matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
+}
+
+/// The reading task: takes the lookups waiting (up to `MAX_LOOKUPS`), answers them with one
+/// pipeline, then the next ones. Ends when the store (the sender) is dropped.
+pub(crate) async fn run(mut rx: mpsc::UnboundedReceiver<Lookup>, mut reader: Reader) {
+    while let Some(first) = rx.recv().await {
+        // Let the tasks that are ready run first: their lookups join this batch.
+        tokio::task::yield_now().await;
+        let mut jobs = Vec::with_capacity(MAX_LOOKUPS);
+        jobs.push(first);
+        while jobs.len() < MAX_LOOKUPS {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        jobs.retain(|j| !j.abandoned());
+        let budget = reader.settings.budget;
+        let Some((jobs, time_left)) = in_time(jobs, |j| j.deadline, OP, budget) else {
+            continue;
+        };
+        reader.serve(jobs, time_left).await;
+    }
+}

@@ -1,0 +1,216 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failure
+//! The client-side cache of validation reads (standalone Redis): it saves reads, and it never
+//! answers what a read would not — after a change in another process, a flush, a killed
+//! reading connection — and a user whose ACL refuses `CLIENT` still validates (no cache).
+
+use std::time::{Duration, SystemTime};
+
+use aaa_core::{CookieHash, SessionLimits, SessionRecord, SessionStore};
+use aaa_store_redis::{RedisConfig, RedisStore};
+use testkit::conformance::{base_time, record};
+use testkit::redis::{RedisServer, unique_prefix};
+
+const GRANULARITY: Duration = Duration::from_secs(3600);
+
+async fn store(url: &str, prefix: &str) -> RedisStore {
+    let config = RedisConfig::from_url(url)
+        .unwrap()
+        .with_prefix(prefix)
+        .unwrap();
+    RedisStore::connect(config).await.unwrap()
+}
+
+async fn create(s: &RedisStore, now: SystemTime) -> SessionRecord {
+    let r = record("alice", now, Some(Duration::from_secs(3600)), None);
+    s.create(&r, &SessionLimits::default()).await.unwrap();
+    r
+}
+
+/// A validation as the manager sends it for a session it holds (touch on, id only).
+async fn valid(s: &RedisStore, key: &CookieHash, now: SystemTime) -> bool {
+    s.validate_id(key, now, true, GRANULARITY)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// How many times the server ran `command` (from `INFO commandstats`).
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let stats = server.cli(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// The ids of the server's clients with tracking on.
+fn tracking_clients(server: &RedisServer) -> Vec<String> {
+    server
+        .cli(&["CLIENT", "LIST"])
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .any(|f| f.strip_prefix("flags=").is_some_and(|f| f.contains('t')))
+        })
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_validations_are_answered_from_the_cache_after_a_barrier() {
+    let server = RedisServer::start();
+    let s = store(&server.url(), &unique_prefix("cache")).await;
+    let now = base_time();
+    let r = create(&s, now).await;
+    assert!(valid(&s, &r.key, now).await);
+    let (reads, barriers) = (calls(&server, "hget"), calls(&server, "client|getredir"));
+    for _ in 0..100 {
+        assert!(valid(&s, &r.key, now).await);
+    }
+    assert_eq!(
+        calls(&server, "hget"),
+        reads,
+        "a cached value was read again"
+    );
+    // Each validation waited for a round trip sent after it began.
+    assert_eq!(calls(&server, "client|getredir"), barriers + 100);
+    assert_eq!(tracking_clients(&server).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_in_another_process_is_seen_by_the_next_validation() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("change");
+    let (a, b) = (
+        store(&server.url(), &prefix).await,
+        store(&server.url(), &prefix).await,
+    );
+    let now = base_time();
+    for round in 0..200 {
+        let r = create(&a, now).await;
+        // Cached in b, and answered from its cache.
+        assert!(valid(&b, &r.key, now).await, "round {round}");
+        assert!(valid(&b, &r.key, now).await, "round {round}");
+        match round % 3 {
+            // Removed in a: b's next validation must not find it.
+            0 => {
+                a.remove(&r.key).await.unwrap().unwrap();
+                assert!(!valid(&b, &r.key, now).await, "round {round}: removed");
+            }
+            1 => {
+                a.remove_by_id(r.id).await.unwrap().unwrap();
+                assert!(
+                    !valid(&b, &r.key, now).await,
+                    "round {round}: removed by id"
+                );
+            }
+            // Another session created in the same bucket: r is still valid (read again).
+            _ => {
+                let other = loop {
+                    let o = record("bob", now, Some(Duration::from_secs(60)), None);
+                    if o.key.as_bytes()[..2] == r.key.as_bytes()[..2] {
+                        break o;
+                    }
+                };
+                a.create(&other, &SessionLimits::default()).await.unwrap();
+                assert!(valid(&b, &r.key, now).await, "round {round}: neighbour");
+                assert!(valid(&b, &other.key, now).await, "round {round}: neighbour");
+                a.remove(&r.key).await.unwrap().unwrap();
+                assert!(!valid(&b, &r.key, now).await, "round {round}: removed");
+                assert!(valid(&b, &other.key, now).await, "round {round}: neighbour");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_changed_under_a_cached_session_is_read_again() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("planted");
+    let s = store(&server.url(), &prefix).await;
+    let now = base_time();
+    let r = create(&s, now).await;
+    assert!(valid(&s, &r.key, now).await);
+    let k = r.key.as_bytes();
+    let bucket = format!(
+        "{{{prefix}}}s:{}",
+        (u16::from(k[0]) * 256 + u16::from(k[1])) % 4096
+    );
+    server.cli_bytes(&[b"HSET", bucket.as_bytes(), k, b"garbage"]);
+    let e = s
+        .validate_id(&r.key, now, true, GRANULARITY)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), aaa_core::StoreErrorKind::Corrupt, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_database_empties_the_cache() {
+    let server = RedisServer::start();
+    let s = store(&server.url(), &unique_prefix("flush")).await;
+    let now = base_time();
+    let r = create(&s, now).await;
+    assert!(valid(&s, &r.key, now).await);
+    server.cli(&["FLUSHALL"]);
+    assert!(!valid(&s, &r.key, now).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_reading_connection_loses_no_change() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("killed");
+    let (a, b) = (
+        store(&server.url(), &prefix).await,
+        store(&server.url(), &prefix).await,
+    );
+    let now = base_time();
+    for round in 0..5 {
+        let r = create(&a, now).await;
+        assert!(valid(&b, &r.key, now).await, "round {round}");
+        // Every reading connection killed, then the session removed: no invalidation can
+        // reach b's cache, so b must read again on its new connection.
+        for id in tracking_clients(&server) {
+            server.cli(&["CLIENT", "KILL", "ID", &id]);
+        }
+        a.remove(&r.key).await.unwrap().unwrap();
+        assert!(!valid(&b, &r.key, now).await, "round {round}");
+        // And it caches again on the new connection.
+        let r = create(&a, now).await;
+        assert!(valid(&b, &r.key, now).await, "round {round}");
+        assert!(valid(&b, &r.key, now).await, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_refused_client_tracking_still_validates() {
+    let server = RedisServer::start();
+    server.cli(&[
+        "ACL",
+        "SETUSER",
+        "limited",
+        "on",
+        ">s3cret-pw",
+        "~*",
+        "&*",
+        "+@all",
+        "-client",
+    ]);
+    let url = server
+        .url()
+        .replacen("redis://", "redis://limited:s3cret-pw@", 1);
+    let prefix = unique_prefix("acl");
+    let (a, b) = (store(&url, &prefix).await, store(&url, &prefix).await);
+    let now = base_time();
+    for round in 0..20 {
+        let r = create(&a, now).await;
+        assert!(valid(&b, &r.key, now).await, "round {round}");
+        assert!(valid(&b, &r.key, now).await, "round {round}");
+        a.remove(&r.key).await.unwrap().unwrap();
+        assert!(!valid(&b, &r.key, now).await, "round {round}");
+    }
+    assert!(tracking_clients(&server).is_empty());
+    assert_eq!(calls(&server, "client|getredir"), 0);
+}
