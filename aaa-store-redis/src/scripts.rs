@@ -103,6 +103,16 @@ local due, tag, backstop = KEYS[1], ARGV[1], tonumber(ARGV[2])
 -- The live sessions in total, once counted exactly in this call (nil until then); kept up to
 -- date by this call's creates.
 local live_total
+-- What the sessions created in this call change in the bucket index, written once at the end
+-- (the call is one atomic step either way): the sessions not yet in its count, the ZADD
+-- arguments of their buckets, and the TTL each key touched needs (extended once per key).
+local added = 0
+local scores = {}
+local ttls = {}
+local function need(k, ttl)
+  local t = ttls[k]
+  if not t or t < ttl then ttls[k] = ttl end
+end
 -- The live sessions at `now`, this one (inserted already) excepted: the count, made exact by
 -- counting the buckets if it is unknown or was last made exact 10 s ago or more (it drifts
 -- only if Redis drops a bucket by its TTL), less the expired sessions not yet claimed (which
@@ -112,12 +122,14 @@ local function count_live(now)
   local at = redis.call('ZSCORE', due, 'r')
   local n
   if c and at and now - (tonumber(at) - RBASE) < 10000 then
-    n = tonumber(c) - NBASE
+    n = tonumber(c) - NBASE + added
   else
     n = -1
     for i = 0, B - 1 do n = n + redis.call('HLEN', tag .. 's:' .. i) end
     redis.call('ZADD', due, num(NBASE + n), 'n')
     redis.call('ZADD', due, num(RBASE + math.min(now, MAXMS)), 'r')
+    -- The buckets hold this call's sessions already: the count is exact without them.
+    added = 0
   end
   local expired = 0
   for _, db in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', num(now))) do
@@ -175,25 +187,26 @@ local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
       -- Under the limit by the count (which includes expired sessions not yet claimed), the
       -- live sessions are too; at it, or unknown, count them.
       local c = redis.call('ZSCORE', due, 'n')
-      if not c or tonumber(c) - NBASE >= total then live_total = count_live(now) end
+      if not c or tonumber(c) - NBASE + added >= total then live_total = count_live(now) end
     end
     if live_total and live_total >= total then refused = 'total' end
   end
   if refused then
     redis.call('HDEL', sk, m)
     redis.call('HDEL', ik, id)
-    extend(due, ttl + SLACK)
+    need(due, ttl + SLACK)
     return refused
   end
   redis.call('HSET', uk, id, '')
-  redis.call('ZADD', due, 'LT', dl, b)
-  count_add(due, 1)
+  scores[#scores + 1] = dl
+  scores[#scores + 1] = b
+  added = added + 1
   if live_total then live_total = live_total + 1 end
-  extend(sk, ttl)
-  extend(ik, ttl)
-  extend(uk, ttl)
+  need(sk, ttl)
+  need(ik, ttl)
+  need(uk, ttl)
   -- The bucket index outlives the buckets it scores.
-  extend(due, ttl + SLACK)
+  need(due, ttl + SLACK)
   return 'ok'
 end
 local out = {}
@@ -202,6 +215,9 @@ for i = 3, #ARGV, 12 do
     tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7]), ARGV[i + 8],
     ARGV[i + 9], ARGV[i + 10], ARGV[i + 11])
 end
+if #scores > 0 then redis.call('ZADD', due, 'LT', unpack(scores)) end
+if added > 0 then count_add(due, added) end
+for k, ttl in pairs(ttls) do extend(k, ttl) end
 return out
 "#;
 
