@@ -93,11 +93,11 @@ end
 /// atomic step (the whole call is). Nothing is written for a session unless it is created.
 /// Concurrent creates are sent together, so one call carries many.
 ///
-/// KEYS: due. ARGV: tag, backstop, then 12 per session: key (32 bytes), id (8 bytes), value,
-/// now, deadline, ttl, per-user limit (0: none), total limit (0: none), and (computed by the
-/// caller, to spare the script the work) the key's bucket number, the names of its session
-/// bucket and id bucket and of the user's hash. Returns per session `ok`, `key`, `id`, `user`
-/// or `total`.
+/// KEYS: due. ARGV: tag, backstop, items: for each session, packed (numbers big-endian) — key
+/// (32 bytes), id (8), now (8), deadline (8), ttl (8), per-user limit (4; 0: none), total
+/// limit (4; 0: none), value length (2), value, username length (1), username. (One argument
+/// for the whole batch: parsing many small arguments cost the server and the client more.)
+/// Returns per session `ok`, `key`, `id`, `user` or `total`.
 const CREATE: &str = r#"
 local due, tag, backstop = KEYS[1], ARGV[1], tonumber(ARGV[2])
 -- The live sessions in total, once counted exactly in this call (nil until then); kept up to
@@ -210,10 +210,20 @@ local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
   return 'ok'
 end
 local out = {}
-for i = 3, #ARGV, 12 do
-  out[#out + 1] = one(ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4],
-    tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7]), ARGV[i + 8],
-    ARGV[i + 9], ARGV[i + 10], ARGV[i + 11])
+local items = ARGV[3]
+local p = 1
+while p <= #items do
+  local m = string.sub(items, p, p + 31)
+  local id = string.sub(items, p + 32, p + 39)
+  local now, dl, ttl, per_user, total, vl = struct.unpack('>I8I8I8I4I4I2', items, p + 40)
+  local v = string.sub(items, p + 74, p + 73 + vl)
+  local q = p + 74 + vl
+  local ul = string.byte(items, q)
+  local user = string.sub(items, q + 1, q + ul)
+  p = q + 1 + ul
+  local b = kb(m)
+  out[#out + 1] = one(m, id, v, now, dl, ttl, per_user, total, b, tag .. 's:' .. b,
+    tag .. 'i:' .. ib(id), tag .. 'u:' .. user)
 end
 if #scores > 0 then redis.call('ZADD', due, 'LT', unpack(scores)) end
 if added > 0 then count_add(due, added) end

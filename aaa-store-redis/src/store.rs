@@ -74,20 +74,6 @@ impl Keys {
             tag: tag.into_bytes(),
         }
     }
-    /// `{P}i:<b>`: the name of the hash that holds the id index entry of `id`.
-    fn id_bucket(&self, id: &[u8; 8]) -> Vec<u8> {
-        let &[.., hi, lo] = id;
-        let mut k = self.tag.clone();
-        k.extend_from_slice(format!("i:{}", u16::from_be_bytes([hi, lo]) % BUCKETS).as_bytes());
-        k
-    }
-    /// `{P}u:<name>`: the hash of a user's session ids.
-    fn user(&self, name: &str) -> Vec<u8> {
-        let mut k = self.tag.clone();
-        k.extend_from_slice(b"u:");
-        k.extend_from_slice(name.as_bytes());
-        k
-    }
     /// The name of the hash that holds the session under `key`.
     fn bucket(&self, key: &CookieHash) -> &[u8] {
         self.buckets
@@ -823,17 +809,9 @@ fn outcome(answer: Vec<u8>) -> Result<CreateOutcome, RedisStoreError> {
     }
 }
 
-/// One session to create: the create script's arguments for it.
+/// One session to create: its item of the create script's argument (see `CREATE`).
 struct CreateItem {
-    key: CookieHash,
-    id: [u8; 8],
-    value: Vec<u8>,
-    now: u64,
-    deadline: u64,
-    ttl: u64,
-    per_user: u32,
-    total: u32,
-    username: String,
+    packed: Vec<u8>,
 }
 
 impl CreateItem {
@@ -847,20 +825,34 @@ impl CreateItem {
             Some(d) => unix_ms(d).min(MAX_MS),
             None => now.saturating_add(shared.backstop_ms()).min(MAX_MS),
         };
-        Ok(Self {
-            key: record.key,
-            id: record.id.as_u64().to_be_bytes(),
-            value: encode(record)?,
-            now,
-            deadline,
-            ttl: deadline
-                .saturating_sub(now)
-                .saturating_add(shared.grace_ms())
-                .clamp(1, MAX_MS),
-            per_user: limits.per_user.unwrap_or(0),
-            total: limits.total.unwrap_or(0),
-            username: record.username.clone(),
-        })
+        let ttl = deadline
+            .saturating_sub(now)
+            .saturating_add(shared.grace_ms())
+            .clamp(1, MAX_MS);
+        let value = encode(record)?;
+        let user = record.username.as_bytes();
+        // `encode` keeps every field within 255 bytes, so neither length can fail here.
+        let value_len = u16::try_from(value.len()).map_err(|_| RedisStoreError::FieldTooLong {
+            field: "value",
+            len: value.len(),
+        })?;
+        let user_len = u8::try_from(user.len()).map_err(|_| RedisStoreError::FieldTooLong {
+            field: "username",
+            len: user.len(),
+        })?;
+        let mut packed = Vec::with_capacity(75 + value.len() + user.len());
+        packed.extend_from_slice(record.key.as_bytes());
+        packed.extend_from_slice(&record.id.as_u64().to_be_bytes());
+        packed.extend_from_slice(&now.to_be_bytes());
+        packed.extend_from_slice(&deadline.to_be_bytes());
+        packed.extend_from_slice(&ttl.to_be_bytes());
+        packed.extend_from_slice(&limits.per_user.unwrap_or(0).to_be_bytes());
+        packed.extend_from_slice(&limits.total.unwrap_or(0).to_be_bytes());
+        packed.extend_from_slice(&value_len.to_be_bytes());
+        packed.extend_from_slice(&value);
+        packed.push(user_len);
+        packed.extend_from_slice(user);
+        Ok(Self { packed })
     }
 }
 
@@ -1093,20 +1085,11 @@ impl Shared {
         inv.key(&self.keys.due)
             .arg(&self.keys.tag)
             .arg(self.backstop_ms());
+        let mut packed = Vec::with_capacity(items.iter().map(|i| i.packed.len()).sum());
         for item in items {
-            inv.arg(item.key.as_bytes().as_slice())
-                .arg(item.id.as_slice())
-                .arg(item.value.as_slice())
-                .arg(item.now)
-                .arg(item.deadline)
-                .arg(item.ttl)
-                .arg(item.per_user)
-                .arg(item.total)
-                .arg(bucket_of(&item.key))
-                .arg(self.keys.bucket(&item.key))
-                .arg(self.keys.id_bucket(&item.id))
-                .arg(self.keys.user(&item.username));
+            packed.extend_from_slice(&item.packed);
         }
+        inv.arg(packed);
         let reply = self
             .invoke_within(OP, Resend::IfConnectionLost, budget, &inv)
             .await?;
@@ -1406,8 +1389,5 @@ mod tests {
         assert_eq!(bucket_of(&h), 3021);
         assert_eq!(k.bucket(&h), b"{dev1}s:3021");
         assert_eq!(k.buckets.len(), usize::from(BUCKETS));
-        // The id bucket is the id mod 4096, as the scripts compute it: 0x1234 % 4096 = 0x234.
-        assert_eq!(k.id_bucket(&0x1234u64.to_be_bytes()), b"{dev1}i:564");
-        assert_eq!(k.user("alice"), b"{dev1}u:alice");
     }
 }

@@ -155,7 +155,16 @@ pub(crate) async fn rows(quick: bool, peer_only: bool) -> Vec<Row> {
     let (start_rate, set_rate) = if peer_only {
         (f64::NAN, f64::NAN)
     } else {
-        let (_, start_rate) = start_sessions(&manager, sizes.starts).await;
+        // Warm up (scripts loaded, connections open), then the best of three runs, each on
+        // an empty table of its own (as the validation row takes the best of three).
+        start_sessions(&manager, sizes.starts / 10).await;
+        let mut start_rate: f64 = 0.0;
+        for run in 0..3 {
+            let m = SessionManager::builder(store(&server, &format!("bench-start{run}")).await)
+                .build()
+                .expect("manager");
+            start_rate = start_rate.max(start_sessions(&m, sizes.starts).await.1);
+        }
         (
             start_rate,
             redis_benchmark(server.port(), "set", 200_000).await,
