@@ -243,7 +243,8 @@ async fn idle_connections_closed_by_the_server_are_replaced() {
     );
     let manager = SessionManager::builder(store.clone()).build().unwrap();
     let sessions = start_sessions(&manager, 1).await;
-    // One multiplexed connection for everything (the other client is redis-cli itself).
+    // One multiplexed connection for everything so far (the other client is redis-cli itself;
+    // the reading connection of validations opens at the first validation).
     let clients = server.info_field("clients", "connected_clients").unwrap();
     assert_eq!(clients, "2");
 
