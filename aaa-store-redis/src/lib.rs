@@ -52,6 +52,7 @@
 //! | `{P}i:<b>` | hash | bucket `b` (the id mod 4096) of the id index: 8-byte big-endian id → 32-byte key |
 //! | `{P}u:` + username | hash | that user's 8-byte ids, with empty values (for the per-user limit) |
 //! | `{P}due` | sorted set | each session bucket `b`, scored by a lower bound of the earliest deadline in it (ms since the epoch); the member `n`, whose score is 2^50 + the number of sessions; and `r`, 2^51 + when that number was last made exact |
+//! | `{P}barrier` | — | never written: every batch of cached validation reads reads it (below), so that a server refusing reads fails them all |
 //!
 //! Only the hash of a cookie is stored, never the cookie. The raw 32 bytes (not hex) keep the
 //! memory per session low. Up to about 100 sessions per bucket (400,000 in a table) every bucket
@@ -97,15 +98,17 @@
 //!   on that connection whenever a bucket it read changes — in any process, by a create, a
 //!   touch, a removal, an expiry or a flush. A cached value is never answered on the strength
 //!   of the cache alone: every batch of reads carries a round trip to the server (`CLIENT
-//!   GETREDIR`) sent after each of its reads began, and the cached answers wait for its reply
-//!   and for the invalidations that came before it. So a `clear session` that completed in
+//!   GETREDIR`, tracking still on, and `EXISTS {P}barrier`, a read the server refuses when it
+//!   refuses reads) sent after each of its reads began, and the cached answers wait for its
+//!   replies and for the invalidations that came before them. So a `clear session` that completed in
 //!   another process before a validation began always makes it "no session" (the same
 //!   guarantee as a read), and a server that is down fails every validation (fail closed);
 //!   what the cache saves is reading and decoding a value per validation (validations at 50
 //!   concurrent tasks: 145–180k/s → 340–380k/s, measured). A lost reading connection empties
-//!   the cache. If the server refuses `CLIENT TRACKING` (an ACL without `+client`), the reads
-//!   are plain pipelined `HGET`s, without a cache (logged once). On a cluster, reads are plain
-//!   pipelined `HGET`s.
+//!   the cache. If the server refuses `CLIENT TRACKING` or `CLIENT GETREDIR` (an ACL without
+//!   them), the reads are plain pipelined `HGET`s, without a cache (logged once). On a
+//!   cluster, reads are plain pipelined `HGET`s. Redis sends no invalidation for `SWAPDB`:
+//!   swapping the store's database under running processes is not supported.
 //! - `remove`, `remove_by_id`: one script deletes the session and its index entries and returns
 //!   the record, live or expired.
 //! - `claim_expired`: one script reads the buckets whose score is at or before `now` whole,

@@ -359,6 +359,7 @@ impl RedisStore {
                             response_timeout: c.response_timeout(),
                             budget: c.operation_timeout(),
                             bucket_prefix: [shared.keys.tag.as_slice(), b"s:"].concat(),
+                            barrier_key: [shared.keys.tag.as_slice(), b"barrier"].concat(),
                             buckets: shared.keys.buckets.clone(),
                         });
                         rt.spawn(tracker::run(read_rx, reader));

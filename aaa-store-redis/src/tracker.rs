@@ -6,9 +6,11 @@
 //! pushes an `invalidate` message on that connection, before anything it answers afterwards.
 //!
 //! **A cached value is never answered on the strength of the cache alone.** Lookups are sent in
-//! batches; every batch carries a `CLIENT GETREDIR` (the *barrier*) sent after each of its
-//! lookups began, and the cached answers are given only once the barrier's reply is in and the
-//! invalidations that came before it are applied. A change that completed before a validation
+//! batches; every batch carries a *barrier* sent after each of its lookups began — `CLIENT
+//! GETREDIR` (tracking still on) and `EXISTS {P}barrier` (a key never written: a read that the
+//! server refuses whenever it refuses reads, on a replica cut from its master or for an ACL
+//! that lost the keys) — and the cached answers are given only once the barrier's replies are
+//! in, are both good, and the invalidations that came before them are applied. A change that completed before a validation
 //! began (a `clear session` in another process, say) was pushed before that barrier's reply,
 //! so its bucket is out of the cache by then: revocation is as strict as a read, and a dead
 //! Redis fails every lookup, cached or not (fail closed). What the cache saves is the server
@@ -24,8 +26,15 @@
 //!   batch's replies (it might have been the one for a change after the read);
 //! - a cached answer whose bucket was invalidated by the batch's barrier is read again.
 //!
-//! A server that refuses `CLIENT TRACKING` (an ACL without `+client`, a Redis-compatible
-//! server without it) gets plain batched reads on the same connection, without a cache.
+//! A server that refuses `CLIENT TRACKING` or `CLIENT GETREDIR` (an ACL without them, a
+//! Redis-compatible server without them) gets plain batched reads on the same connection,
+//! without a cache.
+//!
+//! Limits, as for any Redis client-side cache: Redis sends no invalidation for `SWAPDB`, so
+//! swapping the store's database under running processes is not supported; and a bucket past
+//! its TTL but not yet deleted by Redis may still be answered from the cache — harmless, since
+//! every value carries its own deadlines, checked against the caller's clock, and a bucket's
+//! TTL runs `grace` past them (`grace` must cover the clock differences between hosts).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +42,9 @@ use std::time::{Duration, Instant};
 
 use aaa_core::CookieHash;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ErrorKind, PushInfo, PushKind, RedisError, Value};
+use redis::{
+    AsyncConnectionConfig, ErrorKind, PushInfo, PushKind, RedisError, ServerErrorKind, Value,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::RedisStoreError;
@@ -81,6 +92,8 @@ pub(crate) struct Settings {
     pub(crate) budget: Duration,
     /// `{P}s:` — the names of the session buckets start with it.
     pub(crate) bucket_prefix: Vec<u8>,
+    /// `{P}barrier`: a key never written, read by every barrier.
+    pub(crate) barrier_key: Vec<u8>,
     /// The bucket names, by number.
     pub(crate) buckets: Arc<Vec<Vec<u8>>>,
 }
@@ -217,13 +230,20 @@ impl Reader {
                 PushKind::Invalidate => match push.data.first() {
                     Some(Value::Array(names)) => {
                         for name in names {
-                            let bucket = match name {
-                                Value::BulkString(n) => self.bucket_named(n),
-                                Value::SimpleString(n) => self.bucket_named(n.as_bytes()),
-                                _ => None,
-                            };
-                            if let Some(b) = bucket {
-                                out.add(b);
+                            match name {
+                                Value::BulkString(n) => {
+                                    if let Some(b) = self.bucket_named(n) {
+                                        out.add(b);
+                                    }
+                                }
+                                Value::SimpleString(n) => {
+                                    if let Some(b) = self.bucket_named(n.as_bytes()) {
+                                        out.add(b);
+                                    }
+                                }
+                                // A name in a form this code does not know: anything may
+                                // have changed.
+                                _ => out.all = true,
                             }
                         }
                     }
@@ -262,13 +282,20 @@ impl Reader {
             return Err(e.clone());
         }
         self.drop_link();
-        let r = self.open(deadline).await;
-        match r {
+        // A timeout because the batch's time ran out says nothing about the server: it is
+        // the lookups' timeout, and the next batch tries again at once.
+        let cut =
+            deadline.saturating_duration_since(Instant::now()) < self.settings.connect_timeout;
+        match self.open(deadline).await {
             Ok(link) => {
                 self.failed = None;
                 self.link = Some(link);
                 Ok(())
             }
+            Err(RedisStoreError::Timeout { .. }) if cut => Err(RedisStoreError::Timeout {
+                operation: OP,
+                timeout: self.settings.budget,
+            }),
             Err(e) => {
                 self.failed = Some((Instant::now(), e.clone()));
                 Err(e)
@@ -301,15 +328,22 @@ impl Reader {
             operation: "connect",
             source,
         })?;
-        let mut on = redis::cmd("CLIENT");
-        on.arg("TRACKING").arg("ON");
-        let on = on.query_async::<Value>(&mut conn);
+        // Tracking on, and the barrier's first command answered as it must be.
+        let mut on = redis::pipe();
+        on.cmd("CLIENT").arg("TRACKING").arg("ON").ignore();
+        on.cmd("CLIENT").arg("GETREDIR");
+        let on = on.query_async::<(i64,)>(&mut conn);
         let tracking = match tokio::time::timeout_at(deadline.into(), on).await {
             Err(_) => return Err(timeout()),
-            Ok(Ok(_)) => true,
+            Ok(Ok((0,))) => true,
+            Ok(Ok(_)) => {
+                return Err(RedisStoreError::UnexpectedReply {
+                    operation: "connect",
+                });
+            }
             Ok(Err(e)) if refused(&e) => {
                 if !REFUSAL_LOGGED.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(target: "aaa::store::redis", error = %e, "the server refused CLIENT TRACKING: validations read every value (no client-side cache)");
+                    tracing::warn!(target: "aaa::store::redis", error = %e, "the server refused CLIENT TRACKING or CLIENT GETREDIR: validations read every value (no client-side cache)");
                 }
                 false
             }
@@ -351,6 +385,7 @@ impl Reader {
             pipe.ignore_errors();
             if tracking {
                 pipe.cmd("CLIENT").arg("GETREDIR");
+                pipe.cmd("EXISTS").arg(self.settings.barrier_key.as_slice());
             }
             for (job, hit) in jobs.iter().zip(&hits) {
                 if hit.is_none() {
@@ -400,18 +435,34 @@ impl Reader {
                 Ok(Ok(values)) => values,
             };
             let mut values = values.into_iter();
-            if tracking && !matches!(values.next(), Some(Value::Int(0))) {
-                // Tracking is off (or redirected) on this connection: nothing cached can be
-                // trusted. A new connection turns it on again.
-                self.drop_link();
-                if !resent {
-                    resent = true;
-                    continue;
+            if tracking {
+                let barrier = match (values.next(), values.next()) {
+                    (Some(Value::Int(0)), Some(Value::Int(_))) => Ok(()),
+                    // The server refused a read (a replica cut from its master, an ACL, a busy
+                    // script…): so does every lookup; the cache stays (its pushes still come).
+                    (Some(Value::ServerError(e)), _) | (_, Some(Value::ServerError(e))) => {
+                        Err(RedisStoreError::Redis {
+                            operation: OP,
+                            source: e.into(),
+                        })
+                    }
+                    // Tracking is off (or redirected) on this connection: nothing cached can
+                    // be trusted. A new connection turns it on again.
+                    _ => {
+                        self.drop_link();
+                        if !resent {
+                            resent = true;
+                            continue;
+                        }
+                        Err(RedisStoreError::UnexpectedReply { operation: OP })
+                    }
+                };
+                if let Err(e) = barrier {
+                    for job in jobs {
+                        job.answer(Err(e.clone()));
+                    }
+                    return;
                 }
-                for job in jobs {
-                    job.answer(Err(RedisStoreError::UnexpectedReply { operation: OP }));
-                }
-                return;
             }
             let invalidated = self.apply_pushes();
             // A link dropped by a `Disconnection` push: what was read is still an answer, but
@@ -453,9 +504,16 @@ impl Reader {
     }
 }
 
-/// Whether the server refused a command (as opposed to a lost or failed connection).
+/// Whether the server refuses a command for good (no permission, unknown command), as
+/// opposed to a failed connection or a passing state (loading, busy).
 fn refused(e: &RedisError) -> bool {
-    matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
+    match e.kind() {
+        ErrorKind::Server(ServerErrorKind::NoPerm) => true,
+        ErrorKind::Server(ServerErrorKind::ResponseError) => e
+            .detail()
+            .is_some_and(|d| d.to_ascii_lowercase().contains("unknown")),
+        _ => false,
+    }
 }
 
 /// The reading task: takes the lookups waiting (up to `MAX_LOOKUPS`), answers them with one

@@ -214,3 +214,59 @@ async fn a_user_refused_client_tracking_still_validates() {
     assert!(tracking_clients(&server).is_empty());
     assert_eq!(calls(&server, "client|getredir"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_refused_only_the_barrier_still_validates() {
+    let server = RedisServer::start();
+    server.cli(&[
+        "ACL",
+        "SETUSER",
+        "noredir",
+        "on",
+        ">s3cret-pw",
+        "~*",
+        "&*",
+        "+@all",
+        "-client|getredir",
+    ]);
+    let url = server
+        .url()
+        .replacen("redis://", "redis://noredir:s3cret-pw@", 1);
+    let prefix = unique_prefix("noredir");
+    let (a, b) = (store(&url, &prefix).await, store(&url, &prefix).await);
+    let now = base_time();
+    for round in 0..20 {
+        let r = create(&a, now).await;
+        assert!(valid(&b, &r.key, now).await, "round {round}");
+        assert!(valid(&b, &r.key, now).await, "round {round}");
+        a.remove(&r.key).await.unwrap().unwrap();
+        assert!(!valid(&b, &r.key, now).await, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_reads_fails_cached_validations_too() {
+    let server = RedisServer::start();
+    let s = store(&server.url(), &unique_prefix("stale")).await;
+    let now = base_time();
+    let r = create(&s, now).await;
+    assert!(valid(&s, &r.key, now).await);
+    assert!(valid(&s, &r.key, now).await);
+    // A replica cut from its master that must not serve stale data: every read is refused
+    // (MASTERDOWN), and no invalidation comes — the connection stays open.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port().to_string();
+    drop(dead);
+    server.cli(&["CONFIG", "SET", "replica-serve-stale-data", "no"]);
+    server.cli(&["REPLICAOF", "127.0.0.1", &dead_port]);
+    for _ in 0..3 {
+        let e = s
+            .validate_id(&r.key, now, true, GRANULARITY)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), aaa_core::StoreErrorKind::Unreachable, "{e:?}");
+    }
+    server.cli(&["REPLICAOF", "NO", "ONE"]);
+    // Its data is kept when it stops being a replica of nothing: valid again.
+    assert!(valid(&s, &r.key, now).await);
+}
