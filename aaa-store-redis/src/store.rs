@@ -966,17 +966,7 @@ where
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        // Let the tasks that are ready run first: their jobs join this batch.
-        tokio::task::yield_now().await;
-        let mut jobs = Vec::with_capacity(MAX_BATCH);
-        jobs.push(first);
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
-        jobs.retain(|j| !j.abandoned());
+        let jobs = gather(first, &mut rx, MAX_BATCH).await;
         if jobs.is_empty() {
             continue;
         }
@@ -986,6 +976,26 @@ where
             drop(slot);
         });
     }
+}
+
+/// A batch: `first` and the jobs waiting after it (up to `max` in all), once the tasks that
+/// were ready have run (their jobs join it); without the jobs whose caller gave up.
+pub(crate) async fn gather<J: Batched>(
+    first: J,
+    rx: &mut mpsc::UnboundedReceiver<J>,
+    max: usize,
+) -> Vec<J> {
+    tokio::task::yield_now().await;
+    let mut jobs = Vec::with_capacity(max);
+    jobs.push(first);
+    while jobs.len() < max {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+    jobs.retain(|j| !j.abandoned());
+    jobs
 }
 
 /// Sends validations in one call of the validate script, and each its answer.
@@ -1150,38 +1160,13 @@ impl Shared {
         }
     }
 
-    /// Runs one operation within the operation timeout, sending it once more if the connection
-    /// was lost (the connection manager reconnects meanwhile). Every operation is safe to send
-    /// twice: `create` recognises its own value, and the others end in the same state.
-    async fn run<T, F, Fut>(&self, operation: &'static str, f: F) -> Result<T, RedisStoreError>
-    where
-        F: Fn(Conn) -> Fut,
-        Fut: Future<Output = Result<T, RedisStoreError>>,
-    {
-        self.run_with(operation, Resend::IfConnectionLost, f).await
-    }
-
-    /// Runs `f` within the operation's time budget. With `Resend::IfConnectionLost`, an
-    /// operation whose connection dropped is sent once more on a fresh one: only for operations
-    /// whose *answer*, not only their effect, is the same the second time (reads, create,
-    /// validate). A remove or a claim that ran before the connection dropped would answer
-    /// "nothing" the second time, and its end would never be reported: those are sent once
-    /// (`Resend::Never`), and a lost connection is their error.
-    async fn run_with<T, F, Fut>(
-        &self,
-        operation: &'static str,
-        resend: Resend,
-        f: F,
-    ) -> Result<T, RedisStoreError>
-    where
-        F: Fn(Conn) -> Fut,
-        Fut: Future<Output = Result<T, RedisStoreError>>,
-    {
-        self.run_within(operation, resend, self.config.operation_timeout(), f)
-            .await
-    }
-
-    /// As `run_with`, within `budget`.
+    /// Runs `f` within `budget`. With `Resend::IfConnectionLost`, an operation whose
+    /// connection dropped is sent once more on a fresh one (the connection manager reconnects
+    /// meanwhile): only for operations whose *answer*, not only their effect, is the same the
+    /// second time (reads, create — which recognises its own value —, validate). A remove or a
+    /// claim that ran before the connection dropped would answer "nothing" the second time,
+    /// and its end would never be reported: those are sent once (`Resend::Never`), and a lost
+    /// connection is their error.
     async fn run_within<T, F, Fut>(
         &self,
         operation: &'static str,
@@ -1224,11 +1209,17 @@ impl Shared {
         operation: &'static str,
         cmd: &Cmd,
     ) -> Result<T, RedisStoreError> {
-        self.run(operation, |mut conn| async move {
-            cmd.query_async(&mut conn)
-                .await
-                .map_err(|source| RedisStoreError::Redis { operation, source })
-        })
+        let budget = self.config.operation_timeout();
+        self.run_within(
+            operation,
+            Resend::IfConnectionLost,
+            budget,
+            |mut conn| async move {
+                cmd.query_async(&mut conn)
+                    .await
+                    .map_err(|source| RedisStoreError::Redis { operation, source })
+            },
+        )
         .await
     }
 
@@ -1237,7 +1228,8 @@ impl Shared {
         operation: &'static str,
         inv: &ScriptInvocation<'_>,
     ) -> Result<Value, RedisStoreError> {
-        self.invoke_with(operation, Resend::IfConnectionLost, inv)
+        let budget = self.config.operation_timeout();
+        self.invoke_within(operation, Resend::IfConnectionLost, budget, inv)
             .await
     }
 
@@ -1247,20 +1239,12 @@ impl Shared {
         operation: &'static str,
         inv: &ScriptInvocation<'_>,
     ) -> Result<Value, RedisStoreError> {
-        self.invoke_with(operation, Resend::Never, inv).await
-    }
-
-    async fn invoke_with(
-        &self,
-        operation: &'static str,
-        resend: Resend,
-        inv: &ScriptInvocation<'_>,
-    ) -> Result<Value, RedisStoreError> {
-        self.invoke_within(operation, resend, self.config.operation_timeout(), inv)
+        let budget = self.config.operation_timeout();
+        self.invoke_within(operation, Resend::Never, budget, inv)
             .await
     }
 
-    /// As `invoke_with`, within `budget`.
+    /// One script call within `budget` (see `run_within` for `resend`).
     async fn invoke_within(
         &self,
         operation: &'static str,

@@ -48,7 +48,7 @@ use redis::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::RedisStoreError;
-use crate::store::{BUCKETS, Batched, bucket_of, in_time};
+use crate::store::{BUCKETS, Batched, bucket_of, gather, in_time};
 
 const OP: &str = "validate";
 /// Lookups per batch, at most.
@@ -520,17 +520,7 @@ fn refused(e: &RedisError) -> bool {
 /// pipeline, then the next ones. Ends when the store (the sender) is dropped.
 pub(crate) async fn run(mut rx: mpsc::UnboundedReceiver<Lookup>, mut reader: Reader) {
     while let Some(first) = rx.recv().await {
-        // Let the tasks that are ready run first: their lookups join this batch.
-        tokio::task::yield_now().await;
-        let mut jobs = Vec::with_capacity(MAX_LOOKUPS);
-        jobs.push(first);
-        while jobs.len() < MAX_LOOKUPS {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
-        jobs.retain(|j| !j.abandoned());
+        let jobs = gather(first, &mut rx, MAX_LOOKUPS).await;
         let budget = reader.settings.budget;
         let Some((jobs, time_left)) = in_time(jobs, |j| j.deadline, OP, budget) else {
             continue;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aaa_core::{CreateOutcome, SessionId, SessionLimits, SessionStore};
 use aaa_store_redis::{RedisConfig, RedisStore};
 use testkit::conformance::{base_time, record};
-use testkit::redis::{RedisServer, unique_prefix};
+use testkit::redis::{RedisServer, layout, session_bucket, unique_prefix};
 
 async fn store(prefix: &str, backstop: Option<Duration>) -> RedisStore {
     let mut config = RedisConfig::from_url(&RedisServer::shared().url())
@@ -47,20 +47,14 @@ async fn keys_of(prefix: &str) -> Vec<Vec<u8>> {
     keys
 }
 
-/// The names of the keys that hold sessions `records` (their session and id buckets and
-/// their users' hashes), plus the bucket index: what `keys_of` must find.
+/// The keys that must hold sessions `records`.
 fn layout_of(prefix: &str, records: &[&aaa_core::SessionRecord]) -> Vec<Vec<u8>> {
-    let mut want = vec![format!("{{{prefix}}}due").into_bytes()];
-    for r in records {
-        let k = r.key.as_bytes();
-        let kb = (u16::from(k[0]) * 256 + u16::from(k[1])) % 4096;
-        want.push(format!("{{{prefix}}}s:{kb}").into_bytes());
-        want.push(format!("{{{prefix}}}i:{}", r.id.as_u64() % 4096).into_bytes());
-        want.push(format!("{{{prefix}}}u:{}", r.username).into_bytes());
-    }
-    want.sort();
-    want.dedup();
-    want
+    layout(
+        prefix,
+        records
+            .iter()
+            .map(|r| (r.key, r.id.as_u64(), r.username.as_str())),
+    )
 }
 
 fn hour() -> Option<Duration> {
@@ -145,12 +139,7 @@ async fn stale_index_entries_heal() {
         CreateOutcome::Created
     );
     // Redis drops the value by TTL (as when no reaper ran for the grace period).
-    let k = a.key.as_bytes();
-    let bucket = format!(
-        "{{{prefix}}}s:{}",
-        (u16::from(k[0]) * 256 + u16::from(k[1])) % 4096
-    );
-    RedisServer::shared().cli_bytes(&[b"HDEL", bucket.as_bytes(), k]);
+    RedisServer::shared().cli_bytes(&[b"HDEL", &session_bucket(&prefix, &a.key), a.key.as_bytes()]);
     // Its id can be used again, a claim drops its index entry, and it is never listed.
     assert!(s.list(now).await.unwrap().is_empty());
     let mut b = record("bob", now, hour(), None);

@@ -12,7 +12,7 @@ use aaa_core::{
 };
 use aaa_session::SessionManager;
 use aaa_store_redis::{RedisConfig, RedisStore, RedisStoreError};
-use testkit::redis::{RedisOptions, RedisServer, unique_prefix};
+use testkit::redis::{RedisOptions, RedisServer, session_bucket, unique_prefix};
 
 const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
 
@@ -266,9 +266,7 @@ async fn idle_connections_closed_by_the_server_are_replaced() {
 /// Where a session's value is: its bucket (a hash) and its field in it.
 fn session_key(prefix: &str, cookie: &str) -> (Vec<u8>, Vec<u8>) {
     let key = SessionCookie::parse(cookie).unwrap().hash();
-    let k = key.as_bytes();
-    let bucket = (u16::from(k[0]) * 256 + u16::from(k[1])) % 4096;
-    (format!("{{{prefix}}}s:{bucket}").into_bytes(), k.to_vec())
+    (session_bucket(prefix, &key), key.as_bytes().to_vec())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

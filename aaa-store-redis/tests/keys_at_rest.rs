@@ -11,7 +11,7 @@ use aaa_core::{Clock, Identity, ManualClock, Mechanism, SessionStore};
 use aaa_session::{SessionConfig, SessionManager};
 use aaa_store_redis::{RedisConfig, RedisStore};
 use redis::AsyncCommands;
-use testkit::redis::{RedisServer, unique_prefix};
+use testkit::redis::{RedisServer, layout, session_bucket, unique_prefix};
 
 const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
 
@@ -101,28 +101,21 @@ async fn check(
 
 /// The name of the bucket holding the session of `cookie`.
 fn bucket_of(prefix: &str, cookie: &str) -> Vec<u8> {
-    let key = aaa_core::SessionCookie::parse(cookie).unwrap().hash();
-    let k = key.as_bytes();
-    format!(
-        "{{{prefix}}}s:{}",
-        (u16::from(k[0]) * 256 + u16::from(k[1])) % 4096
+    session_bucket(
+        prefix,
+        &aaa_core::SessionCookie::parse(cookie).unwrap().hash(),
     )
-    .into_bytes()
 }
 
-/// The keys that must exist for the sessions of `live` (cookie, its user): their session and
-/// id buckets, their users' hashes, and the bucket index (which holds the count).
-fn layout(prefix: &str, live: &[(&String, &Arc<aaa_core::ExosUser>)]) -> Vec<Vec<u8>> {
-    let mut want = vec![format!("{{{prefix}}}due").into_bytes()];
-    for (cookie, user) in live {
-        want.push(bucket_of(prefix, cookie));
-        let id = user.session_id().unwrap().as_u64();
-        want.push(format!("{{{prefix}}}i:{}", id % 4096).into_bytes());
-        want.push(format!("{{{prefix}}}u:{}", user.username()).into_bytes());
-    }
-    want.sort();
-    want.dedup();
-    want
+/// The keys that must exist for the sessions of `live` (cookie, its user).
+fn layout_of(prefix: &str, live: &[(&String, &Arc<aaa_core::ExosUser>)]) -> Vec<Vec<u8>> {
+    layout(
+        prefix,
+        live.iter().map(|(cookie, user)| {
+            let key = aaa_core::SessionCookie::parse(cookie).unwrap().hash();
+            (key, user.session_id().unwrap().as_u64(), user.username())
+        }),
+    )
 }
 
 async fn pttl_of_session(
@@ -177,7 +170,7 @@ async fn keys_hold_no_cookie_and_always_expire() {
     let all: Vec<_> = cookies.iter().zip(&users).collect();
     assert_eq!(
         check(&mut con, &prefix, &cookies, "create").await,
-        layout(&prefix, &all)
+        layout_of(&prefix, &all)
     );
     // A session's bucket expires `grace` (and at most a minute more) after its deadline (idle
     // 20 min here), unless it shares its bucket with erin's session (1 chance in about 1,000).
@@ -208,7 +201,7 @@ async fn keys_hold_no_cookie_and_always_expire() {
     }
     assert_eq!(
         check(&mut con, &prefix, &cookies, "validate").await,
-        layout(&prefix, &all)
+        layout_of(&prefix, &all)
     );
     let listed = store.list(clock.now()).await.unwrap();
     assert_eq!(listed.len(), 5);
@@ -217,7 +210,7 @@ async fn keys_hold_no_cookie_and_always_expire() {
     users[0].end_session().await.unwrap();
     assert_eq!(
         check(&mut con, &prefix, &cookies, "remove").await,
-        layout(&prefix, &all[1..])
+        layout_of(&prefix, &all[1..])
     );
     a.clear_session(users[2].session_id().unwrap())
         .await
@@ -225,7 +218,7 @@ async fn keys_hold_no_cookie_and_always_expire() {
     // bob's hash went with his only session.
     assert_eq!(
         check(&mut con, &prefix, &cookies, "remove_by_id").await,
-        layout(&prefix, &[all[1], all[3], all[4]])
+        layout_of(&prefix, &[all[1], all[3], all[4]])
     );
 
     // Claims: 21 minutes after the last touch, alice's second and carol's sessions expire;
@@ -234,7 +227,7 @@ async fn keys_hold_no_cookie_and_always_expire() {
     assert_eq!(a.reap().await.unwrap(), 2);
     assert_eq!(
         check(&mut con, &prefix, &cookies, "claim").await,
-        layout(&prefix, &all[4..])
+        layout_of(&prefix, &all[4..])
     );
     assert!(b.validate_session(&cookies[4]).await.unwrap().is_some());
     assert_eq!(store.list(clock.now()).await.unwrap().len(), 1);

@@ -443,12 +443,13 @@ async fn the_library_refuses_bad_input_with_typed_errors() {
     let cookie = user.start_session(FROM).await.unwrap();
     // A value of an unknown encoding version (3) under the session's field of its bucket.
     let hash = cookie.hash();
-    let k = hash.as_bytes();
-    let bucket = format!(
-        "{{{prefix}}}s:{}",
-        (u16::from(k[0]) * 256 + u16::from(k[1])) % 4096
-    );
-    redis.cli_bytes(&[b"HSET", bucket.as_bytes(), k, b"\x03 from a newer build"]);
+    let bucket = testkit::redis::session_bucket(&prefix, &hash);
+    redis.cli_bytes(&[
+        b"HSET",
+        &bucket,
+        hash.as_bytes(),
+        b"\x03 from a newer build",
+    ]);
     let fresh = Aaa::builder()
         .mechanism(Arc::new(Ok1))
         .store(Arc::new(

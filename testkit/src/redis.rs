@@ -184,6 +184,31 @@ fn free_port(cluster: bool) -> u16 {
     panic!("no free loopback port found");
 }
 
+/// The name of the hash that holds the session under `key` in the table of `prefix`: bucket
+/// `(first two bytes) mod 4096` (the store's layout, written out here on its own so that tests
+/// check it rather than reuse it).
+pub fn session_bucket(prefix: &str, key: &aaa_core::CookieHash) -> Vec<u8> {
+    let &[b0, b1, ..] = key.as_bytes();
+    format!("{{{prefix}}}s:{}", u16::from_be_bytes([b0, b1]) % 4096).into_bytes()
+}
+
+/// The keys a table of `prefix` must hold for `sessions` (key, id, username): their session
+/// and id buckets, their users' hashes and the bucket index; sorted, without repeats.
+pub fn layout<'a>(
+    prefix: &str,
+    sessions: impl IntoIterator<Item = (aaa_core::CookieHash, u64, &'a str)>,
+) -> Vec<Vec<u8>> {
+    let mut want = vec![format!("{{{prefix}}}due").into_bytes()];
+    for (key, id, username) in sessions {
+        want.push(session_bucket(prefix, &key));
+        want.push(format!("{{{prefix}}}i:{}", id % 4096).into_bytes());
+        want.push(format!("{{{prefix}}}u:{username}").into_bytes());
+    }
+    want.sort();
+    want.dedup();
+    want
+}
+
 /// A unique key prefix for one test: several tests can share one server.
 pub fn unique_prefix(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
