@@ -232,12 +232,7 @@ fn two_shells_see_each_others_sessions() {
 
 #[test]
 fn a_redis_with_nothing_listening_exits_3_quickly() {
-    // A port with nothing listening: bind, learn the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::closed_port();
     let site = Site::new(&format!("redis://127.0.0.1:{port}/"));
     let started = Instant::now();
     let o = site.aaa().args(["show", "session"]).output().unwrap();
@@ -253,11 +248,7 @@ fn a_redis_with_nothing_listening_exits_3_quickly() {
 #[test]
 fn accounts_are_managed_while_redis_is_down() {
     // `aaa user …` touches only the account file: no session store is opened for it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::closed_port();
     let site = Site::new(&format!("redis://127.0.0.1:{port}/"));
     add_admin(&site);
     let o = site.aaa().args(["user", "list"]).output().unwrap();
@@ -270,11 +261,7 @@ fn accounts_are_managed_while_redis_is_down() {
 
 #[test]
 fn a_redis_url_password_is_never_printed() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = testkit::closed_port();
     let site = Site::new(&format!("redis://:sup3r-s3cret@127.0.0.1:{port}/"));
     let o = site.aaa().args(["show", "session"]).output().unwrap();
     assert_eq!(o.status.code(), Some(3));

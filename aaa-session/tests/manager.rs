@@ -44,6 +44,18 @@ fn rig_with(config: SessionConfig) -> Rig {
     }
 }
 
+impl Rig {
+    /// Another manager (another process) on the same store, clock and observer.
+    fn other(&self, config: SessionConfig) -> SessionManager {
+        manager_on(
+            self.store.clone(),
+            self.clock.clone(),
+            self.observer.clone(),
+            config,
+        )
+    }
+}
+
 fn manager_on(
     store: Arc<dyn SessionStore>,
     clock: Arc<ManualClock>,
@@ -105,12 +117,7 @@ async fn validate_returns_the_same_instance() {
 #[tokio::test]
 async fn a_second_manager_gives_its_own_instance_and_keeps_it() {
     let r = rig();
-    let other = manager_on(
-        r.store.clone(),
-        r.clock.clone(),
-        r.observer.clone(),
-        config(1200, 28800),
-    );
+    let other = r.other(config(1200, 28800));
     let user = r
         .manager
         .new_user(Identity::new("oper", false), Mechanism::Radius, FROM);
@@ -179,12 +186,7 @@ async fn end_without_session_does_not_exist() {
 #[tokio::test]
 async fn cleared_through_a_second_manager() {
     let r = rig();
-    let other = manager_on(
-        r.store.clone(),
-        r.clock.clone(),
-        r.observer.clone(),
-        config(1200, 28800),
-    );
+    let other = r.other(config(1200, 28800));
     let user = r
         .manager
         .new_user(Identity::new("admin", true), Mechanism::Local, FROM);
@@ -229,12 +231,7 @@ async fn cleared_through_a_second_manager() {
 #[tokio::test]
 async fn cleared_elsewhere_then_slot_reused() {
     let r = rig();
-    let other = manager_on(
-        r.store.clone(),
-        r.clock.clone(),
-        r.observer.clone(),
-        config(1200, 28800),
-    );
+    let other = r.other(config(1200, 28800));
     let a = r
         .manager
         .new_user(Identity::new("alice", true), Mechanism::Local, FROM);
@@ -273,12 +270,7 @@ async fn cleared_elsewhere_then_slot_reused() {
 #[tokio::test]
 async fn end_session_after_clear_elsewhere_without_validation() {
     let r = rig();
-    let other = manager_on(
-        r.store.clone(),
-        r.clock.clone(),
-        r.observer.clone(),
-        config(1200, 28800),
-    );
+    let other = r.other(config(1200, 28800));
     let user = r
         .manager
         .new_user(Identity::new("admin", true), Mechanism::Local, FROM);
@@ -302,12 +294,7 @@ async fn end_session_after_clear_elsewhere_without_validation() {
 #[tokio::test]
 async fn cache_pruned_when_cleared_elsewhere() {
     let r = rig();
-    let other = manager_on(
-        r.store.clone(),
-        r.clock.clone(),
-        r.observer.clone(),
-        config(1200, 28800),
-    );
+    let other = r.other(config(1200, 28800));
     let mut ids = Vec::new();
     for i in 0..10 {
         let u = r.manager.new_user(
@@ -424,12 +411,7 @@ async fn logout_after_expiry_reports_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reapers_of_two_managers_claim_each_session_once() {
     let r = rig_with(config(60, 3600));
-    let other = manager_on(
-        r.store.clone(),
-        r.clock.clone(),
-        r.observer.clone(),
-        config(60, 3600),
-    );
+    let other = r.other(config(60, 3600));
     for i in 0..300 {
         let m = if i % 2 == 0 { &r.manager } else { &other };
         let u = m.new_user(

@@ -234,9 +234,7 @@ async fn a_server_that_refuses_reads_fails_cached_validations_too() {
     assert!(valid(&s, &r.key, now).await);
     // A replica cut from its master that must not serve stale data: every read is refused
     // (MASTERDOWN), and no invalidation comes — the connection stays open.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_port = dead.local_addr().unwrap().port().to_string();
-    drop(dead);
+    let dead_port = testkit::closed_port().to_string();
     server.cli(&["CONFIG", "SET", "replica-serve-stale-data", "no"]);
     server.cli(&["REPLICAOF", "127.0.0.1", &dead_port]);
     for _ in 0..3 {

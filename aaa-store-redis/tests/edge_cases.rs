@@ -139,7 +139,8 @@ async fn stale_index_entries_heal() {
         CreateOutcome::Created
     );
     // Redis drops the value by TTL (as when no reaper ran for the grace period).
-    RedisServer::shared().cli_bytes(&[b"HDEL", &session_bucket(&prefix, &a.key), a.key.as_bytes()]);
+    let bucket = session_bucket(&prefix, &a.key);
+    RedisServer::shared().cli_bytes(&[b"HDEL", &bucket, a.key.as_bytes()]);
     // Its id can be used again, a claim drops its index entry, and it is never listed.
     assert!(s.list(now).await.unwrap().is_empty());
     let mut b = record("bob", now, hour(), None);

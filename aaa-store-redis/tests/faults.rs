@@ -364,10 +364,7 @@ const SLACK: Duration = Duration::from_secs(1);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_connection_fails_fast_and_typed() {
     // Nothing listens: refused at once.
-    let port = {
-        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = testkit::closed_port();
     let cfg = config(&format!("redis://:hunter2@127.0.0.1:{port}/0"), "aaa");
     let start = Instant::now();
     let e = RedisStore::connect(cfg.clone()).await.unwrap_err();

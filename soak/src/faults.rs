@@ -54,37 +54,31 @@ pub(crate) fn schedule(total: Duration) -> Vec<Event> {
     let cycles = u32::try_from((total.as_secs() / 60).max(1)).unwrap_or(1);
     let cycle = busy / cycles;
     let mut events = Vec::new();
-    let mut at = |at: Duration, action| events.push(Event { at, action });
+    // A fault from `at` for `length`: its start and its end.
+    let mut fault = |at: Duration, (on, off): (Action, Action), length: Duration| {
+        events.push(Event { at, action: on });
+        events.push(Event {
+            at: at + length,
+            action: off,
+        });
+    };
+    let redis = (Action::RedisKill, Action::RedisStart);
+    let primary = (Action::PrimaryStop, Action::PrimaryStart);
+    let hostile = (Action::HostileOn, Action::HostileOff);
     for c in 0..cycles {
         let base = cycle * c;
         let frac = |pct: u32| base + cycle * pct / 100;
         if c % 2 == 0 {
-            let kill = frac(10);
-            at(kill, Action::RedisKill);
-            at(kill + REDIS_DOWN, Action::RedisStart);
-            let stop = frac(33);
-            at(stop, Action::PrimaryStop);
-            at(stop + PRIMARY_DOWN, Action::PrimaryStart);
-            let hostile = frac(60);
-            at(hostile, Action::HostileOn);
-            at(hostile + HOSTILE_FOR, Action::HostileOff);
+            fault(frac(10), redis, REDIS_DOWN);
+            fault(frac(33), primary, PRIMARY_DOWN);
+            fault(frac(60), hostile, HOSTILE_FOR);
         } else {
             let stop = frac(10);
-            at(stop, Action::PrimaryStop);
-            at(stop + Duration::from_secs(1), Action::RedisKill);
-            at(
-                stop + Duration::from_secs(1) + REDIS_DOWN,
-                Action::RedisStart,
-            );
-            at(stop + PRIMARY_DOWN, Action::PrimaryStart);
-            let hostile = frac(45);
-            at(hostile, Action::HostileOn);
-            at(hostile + Duration::from_secs(2), Action::RedisKill);
-            at(
-                hostile + Duration::from_secs(2) + REDIS_DOWN,
-                Action::RedisStart,
-            );
-            at(hostile + HOSTILE_FOR, Action::HostileOff);
+            fault(stop, primary, PRIMARY_DOWN);
+            fault(stop + Duration::from_secs(1), redis, REDIS_DOWN);
+            let impostor = frac(45);
+            fault(impostor, hostile, HOSTILE_FOR);
+            fault(impostor + Duration::from_secs(2), redis, REDIS_DOWN);
         }
     }
     events.sort_by_key(|e| e.at);

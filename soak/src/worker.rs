@@ -673,14 +673,23 @@ async fn validate_ended(shared: &Shared, rng: &mut Rng) {
         own.ended.get(rng.below(own.ended.len())).cloned()
     };
     let Some((id, cookie)) = picked else { return };
+    expect_ended(shared, &cookie, || {
+        format!("session {id}, ended here, is valid again")
+    })
+    .await;
+}
+
+/// Validates the cookie of a session known to have ended: a user is a revived session, a
+/// security failure described by `revived`.
+async fn expect_ended(shared: &Shared, cookie: &str, revived: impl FnOnce() -> String) {
     match shared
-        .timed("validate-ended", shared.aaa.validate_session(&cookie))
+        .timed("validate-ended", shared.aaa.validate_session(cookie))
         .await
     {
         Some(Ok(Some(_))) => shared.count(|s| {
             s.op("validate-ended").ok += 1;
             s.revived += 1;
-            s.security(format!("session {id}, ended here, is valid again"));
+            s.security(revived());
         }),
         Some(Ok(None)) => shared.count(|s| s.op("validate-ended").none += 1),
         Some(Err(_)) | None => {}
@@ -796,18 +805,10 @@ async fn clear(shared: &Shared, rng: &mut Rng) {
             };
             // Revocation is immediate, in this process and every other.
             if let Some(cookie) = mine.or(theirs) {
-                match shared
-                    .timed("validate-ended", shared.aaa.validate_session(&cookie))
-                    .await
-                {
-                    Some(Ok(Some(_))) => shared.count(|s| {
-                        s.op("validate-ended").ok += 1;
-                        s.revived += 1;
-                        s.security(format!("session {text} is valid right after its clear"));
-                    }),
-                    Some(Ok(None)) => shared.count(|s| s.op("validate-ended").none += 1),
-                    Some(Err(_)) | None => {}
-                }
+                expect_ended(shared, &cookie, || {
+                    format!("session {text} is valid right after its clear")
+                })
+                .await;
             }
         }
         Some(Err(AaaError::SessionDoesNotExist)) => {}

@@ -276,23 +276,26 @@ fn bench(root: &Path, extra: &[String]) -> Result<(), String> {
     run(root, cmd, "benchmarks (release)")
 }
 
-/// The value of a flag that takes a whole number of at least 1.
-fn positive(value: Option<&String>, flag: &str) -> Result<u64, String> {
-    value
-        .and_then(|n| n.parse().ok())
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("{flag} needs a whole number of at least 1"))
+/// The value of the one flag `flag` a command takes (a whole number ≥ 1), or `default`.
+fn count_flag(extra: &[String], command: &str, flag: &str, default: u64) -> Result<u64, String> {
+    let mut value = default;
+    let mut args = extra.iter();
+    while let Some(a) = args.next() {
+        if a == flag {
+            value = args
+                .next()
+                .and_then(|n| n.parse().ok())
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("{flag} needs a whole number of at least 1"))?;
+        } else {
+            return Err(format!("unknown {command} argument {a:?}"));
+        }
+    }
+    Ok(value)
 }
 
 fn soak(root: &Path, extra: &[String]) -> Result<(), String> {
-    let mut minutes: u64 = 10;
-    let mut args = extra.iter();
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--minutes" => minutes = positive(args.next(), "--minutes")?,
-            other => return Err(format!("unknown soak argument {other:?}")),
-        }
-    }
+    let minutes = count_flag(extra, "soak", "--minutes", 10)?;
     ensure_packages(TEST_PACKAGES)?;
     let mut cmd = cargo();
     cmd.args([
@@ -312,15 +315,8 @@ fn soak(root: &Path, extra: &[String]) -> Result<(), String> {
 const FUZZ_TARGETS: &[&str] = &["radius_reply", "account_file", "redis_value", "config"];
 
 fn fuzz(root: &Path, extra: &[String]) -> Result<(), String> {
-    let mut seconds: u64 = 60;
-    let mut args = extra.iter();
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            // 0 would make libFuzzer run without end.
-            "--seconds" => seconds = positive(args.next(), "--seconds")?,
-            other => return Err(format!("unknown fuzz argument {other:?}")),
-        }
-    }
+    // At least 1: 0 would make libFuzzer run without end.
+    let seconds = count_flag(extra, "fuzz", "--seconds", 60)?;
     let has_cargo_fuzz = cargo()
         .args(["fuzz", "--version"])
         .output()
