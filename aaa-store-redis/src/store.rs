@@ -202,12 +202,13 @@ pub(crate) fn in_time<J: Batched>(
 ) -> Option<(Vec<J>, Duration)> {
     let now = Instant::now();
     let (jobs, late): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| deadline(j) > now);
-    for job in late {
-        job.answer(Err(RedisStoreError::Timeout {
+    fail(
+        late,
+        &RedisStoreError::Timeout {
             operation,
             timeout: budget,
-        }));
-    }
+        },
+    );
     let last = jobs.iter().map(&deadline).max()?;
     Some((jobs, last.saturating_duration_since(now)))
 }
@@ -235,16 +236,15 @@ fn deliver<J: Batched>(
                 job.answer(Ok(reply));
             }
         }
-        Ok(_) => {
-            for job in jobs {
-                job.answer(Err(RedisStoreError::UnexpectedReply { operation }));
-            }
-        }
-        Err(e) => {
-            for job in jobs {
-                job.answer(Err(e.clone()));
-            }
-        }
+        Ok(_) => fail(jobs, &RedisStoreError::UnexpectedReply { operation }),
+        Err(e) => fail(jobs, &e),
+    }
+}
+
+/// Answers every job with `e`.
+pub(crate) fn fail<J: Batched>(jobs: Vec<J>, e: &RedisStoreError) {
+    for job in jobs {
+        job.answer(Err(e.clone()));
     }
 }
 

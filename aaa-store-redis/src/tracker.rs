@@ -48,7 +48,7 @@ use redis::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::RedisStoreError;
-use crate::store::{BUCKETS, Batched, bucket_of, gather, in_time};
+use crate::store::{BUCKETS, Batched, bucket_of, fail, gather, in_time};
 
 const OP: &str = "validate";
 /// Lookups per batch, at most.
@@ -215,7 +215,9 @@ impl Reader {
         self.cache.clear();
     }
 
-    /// Applies the pushes received so far; which buckets they invalidated.
+    /// Applies the pushes received so far: drops the invalidated buckets from the cache (all
+    /// of it for a flush, a lost connection or a form this code does not know); which buckets
+    /// they were.
     fn apply_pushes(&mut self) -> Invalidated {
         let mut pushes = Vec::new();
         if let Some(link) = &mut self.link {
@@ -224,52 +226,37 @@ impl Reader {
             }
         }
         let mut out = Invalidated::none();
-        let mut lost = false;
         for push in pushes {
-            match push.kind {
-                PushKind::Invalidate => match push.data.first() {
-                    Some(Value::Array(names)) => {
-                        for name in names {
-                            match name {
-                                Value::BulkString(n) => {
-                                    if let Some(b) = self.bucket_named(n) {
-                                        out.add(b);
-                                    }
+            match (push.kind, push.data.first()) {
+                (PushKind::Invalidate, Some(Value::Array(names))) => {
+                    for name in names {
+                        let name = match name {
+                            Value::BulkString(n) => Some(n.as_slice()),
+                            Value::SimpleString(n) => Some(n.as_bytes()),
+                            _ => None,
+                        };
+                        match name {
+                            Some(n) => {
+                                if let Some(b) = self.bucket_named(n) {
+                                    out.add(b);
+                                    self.cache.clear_bucket(b);
                                 }
-                                Value::SimpleString(n) => {
-                                    if let Some(b) = self.bucket_named(n.as_bytes()) {
-                                        out.add(b);
-                                    }
-                                }
-                                // A name in a form this code does not know: anything may
-                                // have changed.
-                                _ => out.all = true,
                             }
+                            None => out.all = true,
                         }
                     }
-                    // A flush of the whole database, or a form this code does not know.
-                    _ => out.all = true,
-                },
-                PushKind::Disconnection => lost = true,
+                }
+                // A flush of the whole database (no names), or a form this code does not know.
+                (PushKind::Invalidate, _) => out.all = true,
+                (PushKind::Disconnection, _) => {
+                    out.all = true;
+                    self.link = None;
+                }
                 _ => {}
             }
         }
-        if lost {
-            self.drop_link();
-            out.all = true;
-        } else if out.all {
+        if out.all {
             self.cache.clear();
-        } else {
-            for (w, word) in out.bits.iter().enumerate() {
-                let mut word = *word;
-                while word != 0 {
-                    let bit = word.trailing_zeros() as usize;
-                    word &= word - 1;
-                    if let Ok(b) = u16::try_from(w * 64 + bit) {
-                        self.cache.clear_bucket(b);
-                    }
-                }
-            }
         }
         out
     }
@@ -370,9 +357,7 @@ impl Reader {
             if self.link.is_none()
                 && let Err(e) = self.connect(deadline).await
             {
-                for job in jobs {
-                    job.answer(Err(e.clone()));
-                }
+                fail(jobs, &e);
                 return;
             }
             let Some(link) = &mut self.link else { return };
@@ -408,12 +393,11 @@ impl Reader {
                 Err(_) => {
                     // The connection may only be slow: it stays, and so does the cache (its
                     // pushes still come in order).
-                    for job in jobs {
-                        job.answer(Err(RedisStoreError::Timeout {
-                            operation: OP,
-                            timeout: self.settings.budget,
-                        }));
-                    }
+                    let e = RedisStoreError::Timeout {
+                        operation: OP,
+                        timeout: self.settings.budget,
+                    };
+                    fail(jobs, &e);
                     return;
                 }
                 Ok(Err(source)) => {
@@ -427,9 +411,7 @@ impl Reader {
                         tracing::debug!(target: "aaa::store::redis", error = %e, "reading connection lost; sending again");
                         continue;
                     }
-                    for job in jobs {
-                        job.answer(Err(e.clone()));
-                    }
+                    fail(jobs, &e);
                     return;
                 }
                 Ok(Ok(values)) => values,
@@ -458,9 +440,7 @@ impl Reader {
                     }
                 };
                 if let Err(e) = barrier {
-                    for job in jobs {
-                        job.answer(Err(e.clone()));
-                    }
+                    fail(jobs, &e);
                     return;
                 }
             }
