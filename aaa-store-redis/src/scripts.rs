@@ -94,9 +94,11 @@ end
 /// Concurrent creates are sent together, so one call carries many.
 ///
 /// KEYS: due. ARGV: tag, backstop, items: for each session, packed (numbers big-endian) — key
-/// (32 bytes), id (8), now (8), deadline (8), ttl (8), per-user limit (4; 0: none), total
-/// limit (4; 0: none), value length (2), value, username length (1), username. (One argument
-/// for the whole batch: parsing many small arguments cost the server and the client more.)
+/// (32 bytes), id (8), now (8), ttl (8), per-user limit (4; 0: none), total limit (4; 0:
+/// none), then six strings, each after its length (2): the names of its session bucket, id
+/// bucket and user index, its bucket number and deadline in decimal, and the value. (One
+/// argument for the whole batch, read by one `struct.unpack` per session: parsing many small
+/// arguments, or building names in Lua, costs the server more.)
 /// Returns per session `ok`, `key`, `id`, `user` or `total`.
 const CREATE: &str = r#"
 local due, tag, backstop = KEYS[1], ARGV[1], tonumber(ARGV[2])
@@ -211,19 +213,12 @@ local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
 end
 local out = {}
 local items = ARGV[3]
-local p = 1
-while p <= #items do
-  local m = string.sub(items, p, p + 31)
-  local id = string.sub(items, p + 32, p + 39)
-  local now, dl, ttl, per_user, total, vl = struct.unpack('>I8I8I8I4I4I2', items, p + 40)
-  local v = string.sub(items, p + 74, p + 73 + vl)
-  local q = p + 74 + vl
-  local ul = string.byte(items, q)
-  local user = string.sub(items, q + 1, q + ul)
-  p = q + 1 + ul
-  local b = kb(m)
-  out[#out + 1] = one(m, id, v, now, dl, ttl, per_user, total, b, tag .. 's:' .. b,
-    tag .. 'i:' .. ib(id), tag .. 'u:' .. user)
+local p, len = 1, #items
+while p <= len do
+  local m, id, now, ttl, per_user, total, sk, ik, uk, b, dl, v
+  m, id, now, ttl, per_user, total, sk, ik, uk, b, dl, v, p = struct.unpack(
+    '>c32c8I8I8I4I4I2c0I2c0I2c0I2c0I2c0I2c0', items, p)
+  out[#out + 1] = one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
 end
 if #scores > 0 then redis.call('ZADD', due, 'LT', unpack(scores)) end
 if added > 0 then count_add(due, added) end

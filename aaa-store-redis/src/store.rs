@@ -59,6 +59,8 @@ struct Keys {
     due: Vec<u8>,
     /// `{P}s:<b>` for every bucket `b`: hashes of the sessions (32-byte key → value).
     buckets: Arc<Vec<Vec<u8>>>,
+    /// `{P}i:<b>` for every bucket `b`: hashes of the ids (8-byte id → 32-byte key).
+    id_buckets: Arc<Vec<Vec<u8>>>,
 }
 
 impl Keys {
@@ -71,6 +73,11 @@ impl Keys {
                     .map(|b| format!("{tag}s:{b}").into_bytes())
                     .collect(),
             ),
+            id_buckets: Arc::new(
+                (0..BUCKETS)
+                    .map(|b| format!("{tag}i:{b}").into_bytes())
+                    .collect(),
+            ),
             tag: tag.into_bytes(),
         }
     }
@@ -80,12 +87,23 @@ impl Keys {
             .get(usize::from(bucket_of(key)))
             .map_or(&[], Vec::as_slice)
     }
+    /// The name of the hash that maps `id` to its session's key.
+    fn id_bucket(&self, id: SessionId) -> &[u8] {
+        self.id_buckets
+            .get(usize::from(id_bucket(id)))
+            .map_or(&[], Vec::as_slice)
+    }
 }
 
 /// The bucket of a session key: its first two bytes, mod `BUCKETS` (as the scripts compute it).
 pub(crate) fn bucket_of(key: &CookieHash) -> u16 {
     let &[b0, b1, ..] = key.as_bytes();
     u16::from_be_bytes([b0, b1]) % BUCKETS
+}
+
+/// The bucket of a session id: its last two bytes, mod `BUCKETS` (as the scripts compute it).
+pub(crate) fn id_bucket(id: SessionId) -> u16 {
+    (id.as_u64() % 65536) as u16 % BUCKETS
 }
 
 /// A standalone connection (reconnecting, multiplexed) or a cluster connection.
@@ -255,6 +273,9 @@ const MAX_BATCH: usize = 64;
 /// Script calls of validations in flight at once; while they are, new validations queue and
 /// go out together in the next call.
 const MAX_IN_FLIGHT: usize = 4;
+/// Script calls of creates in flight at once: fewer than for reads, as a create costs the
+/// server more than the call around it, so that creates gather into larger calls.
+const CREATES_IN_FLIGHT: usize = 2;
 
 fn tcp_settings() -> TcpSettings {
     let keepalive = socket2::TcpKeepalive::new()
@@ -348,7 +369,9 @@ impl RedisStore {
             Ok(rt) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let s = shared.clone();
-                rt.spawn(batches(rx, move |jobs| validate_jobs(s.clone(), jobs)));
+                rt.spawn(batches(rx, MAX_IN_FLIGHT, move |jobs| {
+                    validate_jobs(s.clone(), jobs)
+                }));
                 let (read_tx, read_rx) = mpsc::unbounded_channel();
                 match &shared.rebuild {
                     Some(rebuild) => {
@@ -366,12 +389,16 @@ impl RedisStore {
                     }
                     None => {
                         let s = shared.clone();
-                        rt.spawn(batches(read_rx, move |jobs| read_jobs(s.clone(), jobs)));
+                        rt.spawn(batches(read_rx, MAX_IN_FLIGHT, move |jobs| {
+                            read_jobs(s.clone(), jobs)
+                        }));
                     }
                 }
                 let (create_tx, create_rx) = mpsc::unbounded_channel();
                 let s = shared.clone();
-                rt.spawn(batches(create_rx, move |jobs| create_jobs(s.clone(), jobs)));
+                rt.spawn(batches(create_rx, CREATES_IN_FLIGHT, move |jobs| {
+                    create_jobs(s.clone(), jobs)
+                }));
                 (Some(tx), Some(read_tx), Some(create_tx))
             }
             Err(_) => (None, None, None),
@@ -831,28 +858,37 @@ impl CreateItem {
             .saturating_add(shared.grace_ms())
             .clamp(1, MAX_MS);
         let value = encode(record)?;
-        let user = record.username.as_bytes();
-        // `encode` keeps every field within 255 bytes, so neither length can fail here.
-        let value_len = u16::try_from(value.len()).map_err(|_| RedisStoreError::FieldTooLong {
-            field: "value",
-            len: value.len(),
-        })?;
-        let user_len = u8::try_from(user.len()).map_err(|_| RedisStoreError::FieldTooLong {
-            field: "username",
-            len: user.len(),
-        })?;
-        let mut packed = Vec::with_capacity(75 + value.len() + user.len());
+        let keys = &shared.keys;
+        let user_key = [&keys.tag[..], b"u:", record.username.as_bytes()].concat();
+        let bucket = bucket_of(&record.key);
+        let mut packed = Vec::with_capacity(160 + value.len() + user_key.len());
         packed.extend_from_slice(record.key.as_bytes());
         packed.extend_from_slice(&record.id.as_u64().to_be_bytes());
         packed.extend_from_slice(&now.to_be_bytes());
-        packed.extend_from_slice(&deadline.to_be_bytes());
         packed.extend_from_slice(&ttl.to_be_bytes());
         packed.extend_from_slice(&limits.per_user.unwrap_or(0).to_be_bytes());
         packed.extend_from_slice(&limits.total.unwrap_or(0).to_be_bytes());
-        packed.extend_from_slice(&value_len.to_be_bytes());
-        packed.extend_from_slice(&value);
-        packed.push(user_len);
-        packed.extend_from_slice(user);
+        // The names and decimal text the script uses as they are: building them in Lua costs
+        // the server more (each string operation is a call, formatting a number a printf).
+        // `encode` keeps the value and the username within 255 bytes each, so no length
+        // overflows its field.
+        let (mut digits, mut deadline_digits) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let fields: [(&[u8], &'static str); 6] = [
+            (keys.bucket(&record.key), "session bucket"),
+            (keys.id_bucket(record.id), "id bucket"),
+            (&user_key, "user index"),
+            (digits.format(bucket).as_bytes(), "bucket number"),
+            (deadline_digits.format(deadline).as_bytes(), "deadline"),
+            (&value, "value"),
+        ];
+        for (field, name) in fields {
+            let len = u16::try_from(field.len()).map_err(|_| RedisStoreError::FieldTooLong {
+                field: name,
+                len: field.len(),
+            })?;
+            packed.extend_from_slice(&len.to_be_bytes());
+            packed.extend_from_slice(field);
+        }
         Ok(Self { packed })
     }
 }
@@ -954,13 +990,13 @@ enum Resend {
 /// A batching task: takes the jobs waiting, sends up to `MAX_BATCH` of them at once with
 /// `send`, with up to `MAX_IN_FLIGHT` batches in flight; while they are, new jobs queue and go
 /// out together in the next batch. Ends when the store (the sender) is dropped.
-async fn batches<J, F, Fut>(mut rx: mpsc::UnboundedReceiver<J>, send: F)
+async fn batches<J, F, Fut>(mut rx: mpsc::UnboundedReceiver<J>, in_flight: usize, send: F)
 where
     J: Batched,
     F: Fn(Vec<J>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let slots = Arc::new(Semaphore::new(in_flight));
     while let Some(first) = rx.recv().await {
         // Waiting for a slot lets the next jobs gather into this batch.
         let Ok(slot) = slots.clone().acquire_owned().await else {
