@@ -105,16 +105,15 @@ local due, tag, backstop = KEYS[1], ARGV[1], tonumber(ARGV[2])
 -- The live sessions in total, once counted exactly in this call (nil until then); kept up to
 -- date by this call's creates.
 local live_total
--- What the sessions created in this call change in the bucket index, written once at the end
--- (the call is one atomic step either way): the sessions not yet in its count, the ZADD
--- arguments of their buckets, and the TTL each key touched needs (extended once per key).
+-- What the sessions created in this call change, written once at the end (the call is one
+-- atomic step either way): the sessions not yet in the bucket index's count, the ZADD
+-- arguments of their buckets, the TTL the bucket index needs, and the TTL each user's hash
+-- needs (users repeat; buckets rarely do, so theirs are extended at once). Every Lua
+-- operation costs the server: this loop is kept short.
 local added = 0
 local scores = {}
-local ttls = {}
-local function need(k, ttl)
-  local t = ttls[k]
-  if not t or t < ttl then ttls[k] = ttl end
-end
+local due_ttl = 0
+local user_ttls = {}
 -- The live sessions at `now`, this one (inserted already) excepted: the count, made exact by
 -- counting the buckets if it is unknown or was last made exact 10 s ago or more (it drifts
 -- only if Redis drops a bucket by its TTL), less the expired sessions not yet claimed (which
@@ -196,7 +195,7 @@ local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
   if refused then
     redis.call('HDEL', sk, m)
     redis.call('HDEL', ik, id)
-    need(due, ttl + SLACK)
+    if ttl > due_ttl then due_ttl = ttl end
     return refused
   end
   redis.call('HSET', uk, id, '')
@@ -204,11 +203,12 @@ local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
   scores[#scores + 1] = b
   added = added + 1
   if live_total then live_total = live_total + 1 end
-  need(sk, ttl)
-  need(ik, ttl)
-  need(uk, ttl)
-  -- The bucket index outlives the buckets it scores.
-  need(due, ttl + SLACK)
+  -- `extend`, inline (ttl is at most MAXMS: the client caps it).
+  if redis.call('PTTL', sk) < ttl then redis.call('PEXPIRE', sk, num(ttl + SLACK)) end
+  if redis.call('PTTL', ik) < ttl then redis.call('PEXPIRE', ik, num(ttl + SLACK)) end
+  local t = user_ttls[uk]
+  if not t or t < ttl then user_ttls[uk] = ttl end
+  if ttl > due_ttl then due_ttl = ttl end
   return 'ok'
 end
 local out = {}
@@ -222,7 +222,9 @@ while p <= len do
 end
 if #scores > 0 then redis.call('ZADD', due, 'LT', unpack(scores)) end
 if added > 0 then count_add(due, added) end
-for k, ttl in pairs(ttls) do extend(k, ttl) end
+for k, ttl in pairs(user_ttls) do extend(k, ttl) end
+-- The bucket index outlives the buckets it scores.
+if due_ttl > 0 then extend(due, due_ttl + SLACK) end
 return out
 "#;
 
