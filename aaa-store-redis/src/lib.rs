@@ -50,8 +50,8 @@
 //! |---|---|---|
 //! | `{P}s:<b>` | hash | bucket `b` (the key's first two bytes mod 4096) of the sessions: 32 bytes of `SHA-256(cookie)` → the record, encoded (below) |
 //! | `{P}i:<b>` | hash | bucket `b` (the id mod 4096) of the id index: 8-byte big-endian id → 32-byte key |
-//! | `{P}u:` + username | hash | that user's 8-byte ids, with empty values (for the per-user limit) |
-//! | `{P}due` | sorted set | each session bucket `b`, scored by a lower bound of the earliest deadline in it (ms since the epoch); the member `n`, whose score is 2^50 + the number of sessions; and `r`, 2^51 + when that number was last made exact |
+//! | `{P}u:` + username | hash | that user's 8-byte ids, with empty values: the user index, kept only once a create has asked for a per-user limit (below) |
+//! | `{P}due` | sorted set | each session bucket `b`, scored by a lower bound of the earliest deadline in it (ms since the epoch); the member `n`, whose score is 2^50 + the number of sessions; `r`, 2^51 + when that number was last made exact; and `p` (2^51) while the user index is kept |
 //! | `{P}barrier` | — | never written: every batch of cached validation reads reads it (below), so that a server refusing reads fails them all |
 //!
 //! Only the hash of a cookie is stored, never the cookie. The raw 32 bytes (not hex) keep the
@@ -69,6 +69,15 @@
 //! neither an idle nor an absolute timeout gets a backstop deadline of `max_idle_backstop`
 //! (default 7 days) after its last activity, moved by its validations once less than half of
 //! it is left: unused for that long, it expires and is reaped like any other.
+//!
+//! **The user index costs only the tables that use it.** Only a per-user limit reads it, and
+//! keeping it is a fifth of a create's cost, so a table whose creates never ask for one has
+//! none. The first create with a per-user limit builds it from the sessions there are, in one
+//! pass over the table inside that create's script (measured: 0.3 s for 100,000 sessions;
+//! past the response timeout that create fails with a timeout while Redis completes the
+//! build, and the next one proceeds), and marks `{P}due` with `p`; from then on every create
+//! keeps it, with or without a limit of its own. Should `{P}due` be lost, the next create with
+//! a per-user limit builds the index again.
 //!
 //! The server must not evict the table's keys (`maxmemory-policy noeviction`, Redis' default):
 //! an evicted bucket loses sessions, an evicted `{P}due` leaves its buckets' expired sessions

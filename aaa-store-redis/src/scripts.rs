@@ -9,9 +9,11 @@
 //!
 //! Layout (see the crate docs): `{P}s:<b>` hashes hold the sessions (field: 32-byte key,
 //! value: the record), `b` = the key's first two bytes mod 4096; `{P}i:<b>` hashes map 8-byte
-//! ids to keys, `b` = id mod 4096; `{P}u:<name>` hashes hold a user's ids; `{P}due` scores each
-//! session bucket with a lower bound of its earliest deadline, and holds the count of sessions
-//! as the score of its member `n`, offset by 2^50 (above any time, so never due).
+//! ids to keys, `b` = id mod 4096; `{P}u:<name>` hashes hold a user's ids, once a create with
+//! a per-user limit has asked for them (the user index); `{P}due` scores each session bucket
+//! with a lower bound of its earliest deadline, and holds the count of sessions as the score of
+//! its member `n`, offset by 2^50 (above any time, so never due), and the member `p` while the
+//! user index is kept.
 
 use std::sync::LazyLock;
 
@@ -27,9 +29,11 @@ local SLACK = 60000
 local function num(x) return string.format('%.0f', x) end
 -- Makes a key live at least ttl ms more (sets a TTL if it has none); never shortens it. When
 -- it must extend, it adds a minute more, so that a busy key is not extended on every call.
+-- An absent key (-2) is left absent.
 local function extend(k, ttl)
   ttl = math.min(ttl, MAXMS)
-  if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, num(ttl + SLACK)) end
+  local left = redis.call('PTTL', k)
+  if left ~= -2 and left < ttl then redis.call('PEXPIRE', k, num(ttl + SLACK)) end
 end
 -- Adds d to the count of sessions (the score of `n` in due, offset by NBASE; never below 0).
 -- A decrement never creates due (which a create gives a TTL): an absent count stays absent,
@@ -114,6 +118,34 @@ local added = 0
 local scores = {}
 local due_ttl = 0
 local user_ttls = {}
+-- Whether the user index is kept: only a per-user limit reads it, so a table whose creates
+-- never ask for one does not pay for it (a fifth of a create's cost). The first create with a
+-- per-user limit builds it from the sessions there are, and marks `due` (member `p`): from
+-- then on every create keeps it. Should `due` be lost, the mark goes with it, and the next
+-- create with a per-user limit builds the index again (adding what is missing).
+local indexed = redis.call('ZSCORE', due, 'p')
+local function build_user_index()
+  for i = 0, B - 1 do
+    local bk = tag .. 's:' .. i
+    local all = redis.call('HGETALL', bk)
+    if #all > 0 then
+      -- A user's hash lives as long as the bucket of its sessions (which covers them).
+      local left = redis.call('PTTL', bk)
+      if left < 0 then left = backstop end
+      for j = 2, #all, 2 do
+        local f = parse(all[j])
+        if f then
+          local uk = tag .. 'u:' .. f.user
+          redis.call('HSET', uk, f.id, '')
+          local t = user_ttls[uk]
+          if not t or t < left then user_ttls[uk] = left end
+        end
+      end
+    end
+  end
+  redis.call('ZADD', due, num(RBASE), 'p')
+  indexed = true
+end
 -- The live sessions at `now`, this one (inserted already) excepted: the count, made exact by
 -- counting the buckets if it is unknown or was last made exact 10 s ago or more (it drifts
 -- only if Redis drops a bucket by its TTL), less the expired sessions not yet claimed (which
@@ -142,6 +174,11 @@ local function count_live(now)
   return n - expired
 end
 local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
+  if per_user > 0 and not indexed then
+    -- Before this session is inserted: the index holds the others only.
+    build_user_index()
+    if ttl > due_ttl then due_ttl = ttl end
+  end
   -- Insert-if-absent on the key; undone below if anything refuses.
   if redis.call('HSETNX', sk, m, v) == 0 then
     -- The same value: this very create, sent again after a lost connection.
@@ -198,16 +235,18 @@ local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
     if ttl > due_ttl then due_ttl = ttl end
     return refused
   end
-  redis.call('HSET', uk, id, '')
   scores[#scores + 1] = dl
   scores[#scores + 1] = b
   added = added + 1
   if live_total then live_total = live_total + 1 end
-  -- `extend`, inline (ttl is at most MAXMS: the client caps it).
+  -- `extend`, inline (ttl is at most MAXMS: the client caps it; both keys exist).
   if redis.call('PTTL', sk) < ttl then redis.call('PEXPIRE', sk, num(ttl + SLACK)) end
   if redis.call('PTTL', ik) < ttl then redis.call('PEXPIRE', ik, num(ttl + SLACK)) end
-  local t = user_ttls[uk]
-  if not t or t < ttl then user_ttls[uk] = ttl end
+  if indexed then
+    redis.call('HSET', uk, id, '')
+    local t = user_ttls[uk]
+    if not t or t < ttl then user_ttls[uk] = ttl end
+  end
   if ttl > due_ttl then due_ttl = ttl end
   return 'ok'
 end
@@ -222,7 +261,9 @@ while p <= len do
 end
 if #scores > 0 then redis.call('ZADD', due, 'LT', unpack(scores)) end
 if added > 0 then count_add(due, added) end
-for k, ttl in pairs(user_ttls) do extend(k, ttl) end
+for k, ttl in pairs(user_ttls) do
+  if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, num(ttl + SLACK)) end
+end
 -- The bucket index outlives the buckets it scores.
 if due_ttl > 0 then extend(due, due_ttl + SLACK) end
 return out

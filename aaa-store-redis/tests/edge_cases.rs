@@ -54,6 +54,7 @@ fn layout_of(prefix: &str, records: &[&aaa_core::SessionRecord]) -> Vec<Vec<u8>>
         records
             .iter()
             .map(|r| (r.key, r.id.as_u64(), r.username.as_str())),
+        true,
     )
 }
 
@@ -167,17 +168,11 @@ async fn stale_index_entries_heal() {
     let d = record("dave", now, hour(), None);
     assert_eq!(s.create(&d, &one).await.unwrap(), CreateOutcome::TotalLimit);
     assert_eq!(s.remove(&c.key).await.unwrap().unwrap().key, c.key);
-    // Only alice's user hash is left (her value went without a claim, so nothing knew her
-    // name), with the bucket index that holds the count (which still counts her: it is made
-    // exact again when a total limit needs it); both expire by themselves.
+    // Only the bucket index is left, which holds the count (which still counts alice: it is
+    // made exact again when a total limit needs it); it expires by itself. (No create here
+    // had a per-user limit: the table keeps no user index.)
     let left = keys_of(&prefix).await;
-    assert_eq!(
-        left,
-        vec![
-            format!("{{{prefix}}}due").into_bytes(),
-            format!("{{{prefix}}}u:alice").into_bytes()
-        ]
-    );
+    assert_eq!(left, vec![format!("{{{prefix}}}due").into_bytes()]);
     for k in &left {
         let pttl: i64 = RedisServer::shared()
             .cli_bytes(&[b"PTTL", k])
@@ -431,4 +426,85 @@ async fn a_removal_never_recreates_the_index_without_a_ttl() {
     assert_eq!(s.create(&c, &two).await.unwrap(), CreateOutcome::Created);
     let pttl: i64 = RedisServer::shared().cli(&["PTTL", &due]).parse().unwrap();
     assert!(pttl > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_index_is_built_when_a_per_user_limit_first_asks() {
+    // Creates without a per-user limit keep no user index (it costs a fifth of a create); the
+    // first create with one builds it from the sessions there are, and from then on every
+    // create keeps it. Lost with the bucket index, it is built again.
+    let prefix = unique_prefix("userindex");
+    let s = store(&prefix, None).await;
+    let now = base_time();
+    let none = SessionLimits::default();
+    let limit = |n| SessionLimits {
+        per_user: Some(n),
+        total: None,
+    };
+    let user_key = |name: &str| format!("{{{prefix}}}u:{name}").into_bytes();
+    let a1 = record("alice", now, hour(), None);
+    let a2 = record("alice", now, hour(), None);
+    for r in [&a1, &a2] {
+        assert_eq!(s.create(r, &none).await.unwrap(), CreateOutcome::Created);
+    }
+    assert!(!keys_of(&prefix).await.contains(&user_key("alice")));
+
+    // The first per-user limit counts the sessions created before it.
+    let a3 = record("alice", now, hour(), None);
+    assert_eq!(
+        s.create(&a3, &limit(2)).await.unwrap(),
+        CreateOutcome::UserLimit
+    );
+    assert_eq!(
+        s.create(&a3, &limit(3)).await.unwrap(),
+        CreateOutcome::Created
+    );
+    // A create without a limit now keeps the index too.
+    let b1 = record("bob", now, hour(), None);
+    assert_eq!(s.create(&b1, &none).await.unwrap(), CreateOutcome::Created);
+    let b2 = record("bob", now, hour(), None);
+    assert_eq!(
+        s.create(&b2, &limit(1)).await.unwrap(),
+        CreateOutcome::UserLimit
+    );
+    // A removal frees its place.
+    assert!(s.remove(&a1.key).await.unwrap().is_some());
+    let a4 = record("alice", now, hour(), None);
+    assert_eq!(
+        s.create(&a4, &limit(3)).await.unwrap(),
+        CreateOutcome::Created
+    );
+    let keys = keys_of(&prefix).await;
+    assert!(keys.contains(&user_key("alice")) && keys.contains(&user_key("bob")));
+
+    // The bucket index lost (with its mark): creates without a limit stop keeping the user
+    // index, and the next create with one builds it again, counting them.
+    RedisServer::shared().cli(&["DEL", &format!("{{{prefix}}}due")]);
+    let c1 = record("carol", now, hour(), None);
+    assert_eq!(s.create(&c1, &none).await.unwrap(), CreateOutcome::Created);
+    assert!(!keys_of(&prefix).await.contains(&user_key("carol")));
+    let c2 = record("carol", now, hour(), None);
+    assert_eq!(
+        s.create(&c2, &limit(1)).await.unwrap(),
+        CreateOutcome::UserLimit
+    );
+    assert_eq!(
+        s.create(&b2, &limit(1)).await.unwrap(),
+        CreateOutcome::UserLimit
+    );
+    let a5 = record("alice", now, hour(), None);
+    assert_eq!(
+        s.create(&a5, &limit(3)).await.unwrap(),
+        CreateOutcome::UserLimit
+    );
+
+    // Every key has a TTL, the users' hashes too.
+    for k in keys_of(&prefix).await {
+        let pttl: i64 = String::from_utf8(RedisServer::shared().cli_bytes(&[b"PTTL", &k]))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(pttl > 0, "{} has PTTL {pttl}", String::from_utf8_lossy(&k));
+    }
 }

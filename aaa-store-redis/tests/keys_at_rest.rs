@@ -115,6 +115,7 @@ fn layout_of(prefix: &str, live: &[(&String, &Arc<aaa_core::ExosUser>)]) -> Vec<
             let key = aaa_core::SessionCookie::parse(cookie).unwrap().hash();
             (key, user.session_id().unwrap().as_u64(), user.username())
         }),
+        true,
     )
 }
 
@@ -137,9 +138,14 @@ async fn keys_hold_no_cookie_and_always_expire() {
     let grace = config.grace();
     let store: Arc<dyn SessionStore> = Arc::new(RedisStore::connect(config).await.unwrap());
     let clock = Arc::new(ManualClock::starting_now());
-    // A: the defaults (idle 20 min, absolute 8 h). B: no timeout at all (the backstop).
+    // A: the default timeouts (idle 20 min, absolute 8 h) and a per-user limit, so that the
+    // table keeps its user index (its users' hashes, which B's creates keep too). B: no
+    // timeout at all (the backstop), no limit.
+    let mut limited = SessionConfig::default();
+    limited.limits.per_user = Some(10);
     let a = SessionManager::builder(store.clone())
         .clock(clock.clone())
+        .config(limited)
         .build()
         .unwrap();
     let mut no_timeouts = SessionConfig::default();

@@ -193,16 +193,20 @@ pub fn session_bucket(prefix: &str, key: &aaa_core::CookieHash) -> Vec<u8> {
 }
 
 /// The keys a table of `prefix` must hold for `sessions` (key, id, username): their session
-/// and id buckets, their users' hashes and the bucket index; sorted, without repeats.
+/// and id buckets, the bucket index and, if the table keeps a user index (`users`: once a
+/// create with a per-user limit asked for it), their users' hashes; sorted, without repeats.
 pub fn layout<'a>(
     prefix: &str,
     sessions: impl IntoIterator<Item = (aaa_core::CookieHash, u64, &'a str)>,
+    users: bool,
 ) -> Vec<Vec<u8>> {
     let mut want = vec![format!("{{{prefix}}}due").into_bytes()];
     for (key, id, username) in sessions {
         want.push(session_bucket(prefix, &key));
         want.push(format!("{{{prefix}}}i:{}", id % 4096).into_bytes());
-        want.push(format!("{{{prefix}}}u:{username}").into_bytes());
+        if users {
+            want.push(format!("{{{prefix}}}u:{username}").into_bytes());
+        }
     }
     want.sort();
     want.dedup();
