@@ -128,8 +128,9 @@ pub enum RedisStoreError {
         /// The store operation.
         operation: &'static str,
     },
-    /// A field of a record is too long for the value encoding (at most 255 bytes).
-    #[error("the session's {field} is {len} bytes long; this store keeps at most 255")]
+    /// A field of a record is too long for the value encoding (at most 255 bytes) or for the
+    /// create script's argument.
+    #[error("the session's {field} is {len} bytes long, more than this store keeps")]
     FieldTooLong {
         /// Which field.
         field: &'static str,

@@ -94,7 +94,8 @@ end
 "#;
 
 /// Creates: for each session, insert-if-absent on key and id, with the limits, each one
-/// atomic step (the whole call is). Nothing is written for a session unless it is created.
+/// atomic step (the whole call is). Nothing of a session is written unless it is created (a
+/// refused create may still build the user index, which is about the others).
 /// Concurrent creates are sent together, so one call carries many.
 ///
 /// KEYS: due. ARGV: tag, backstop, items: for each session, packed (numbers big-endian) — key

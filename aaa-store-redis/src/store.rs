@@ -988,7 +988,7 @@ enum Resend {
 }
 
 /// A batching task: takes the jobs waiting, sends up to `MAX_BATCH` of them at once with
-/// `send`, with up to `MAX_IN_FLIGHT` batches in flight; while they are, new jobs queue and go
+/// `send`, with up to `in_flight` batches in flight; while they are, new jobs queue and go
 /// out together in the next batch. Ends when the store (the sender) is dropped.
 async fn batches<J, F, Fut>(mut rx: mpsc::UnboundedReceiver<J>, in_flight: usize, send: F)
 where
@@ -1014,20 +1014,31 @@ where
     }
 }
 
+/// Times a batching task lets the other tasks run while their jobs keep joining the batch.
+const GATHER_YIELDS: usize = 4;
+
 /// A batch: `first` and the jobs waiting after it (up to `max` in all), once the tasks that
-/// were ready have run (their jobs join it); without the jobs whose caller gave up.
+/// were ready have run (their jobs join it) — again while they keep coming, up to
+/// `GATHER_YIELDS` times (under load, fuller batches: fewer round trips, each costing the client
+/// more than a lookup; alone, one yield); without the jobs whose caller gave up.
 pub(crate) async fn gather<J: Batched>(
     first: J,
     rx: &mut mpsc::UnboundedReceiver<J>,
     max: usize,
 ) -> Vec<J> {
-    tokio::task::yield_now().await;
     let mut jobs = Vec::with_capacity(max);
     jobs.push(first);
-    while jobs.len() < max {
-        match rx.try_recv() {
-            Ok(job) => jobs.push(job),
-            Err(_) => break,
+    for _ in 0..GATHER_YIELDS {
+        tokio::task::yield_now().await;
+        let before = jobs.len();
+        while jobs.len() < max {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        if jobs.len() == before || jobs.len() == max {
+            break;
         }
     }
     jobs.retain(|j| !j.abandoned());

@@ -444,12 +444,15 @@ async fn the_user_index_is_built_when_a_per_user_limit_first_asks() {
     let user_key = |name: &str| format!("{{{prefix}}}u:{name}").into_bytes();
     let a1 = record("alice", now, hour(), None);
     let a2 = record("alice", now, hour(), None);
-    for r in [&a1, &a2] {
+    let b1 = record("bob", now, hour(), None);
+    for r in [&a1, &a2, &b1] {
         assert_eq!(s.create(r, &none).await.unwrap(), CreateOutcome::Created);
     }
-    assert!(!keys_of(&prefix).await.contains(&user_key("alice")));
+    let keys = keys_of(&prefix).await;
+    assert!(!keys.contains(&user_key("alice")) && !keys.contains(&user_key("bob")));
 
-    // The first per-user limit counts the sessions created before it.
+    // The first per-user limit counts the sessions created before it: the requesting user's
+    // and every other user's.
     let a3 = record("alice", now, hour(), None);
     assert_eq!(
         s.create(&a3, &limit(2)).await.unwrap(),
@@ -459,12 +462,17 @@ async fn the_user_index_is_built_when_a_per_user_limit_first_asks() {
         s.create(&a3, &limit(3)).await.unwrap(),
         CreateOutcome::Created
     );
-    // A create without a limit now keeps the index too.
-    let b1 = record("bob", now, hour(), None);
-    assert_eq!(s.create(&b1, &none).await.unwrap(), CreateOutcome::Created);
     let b2 = record("bob", now, hour(), None);
     assert_eq!(
         s.create(&b2, &limit(1)).await.unwrap(),
+        CreateOutcome::UserLimit
+    );
+    // A create without a limit now keeps the index too.
+    let d1 = record("dave", now, hour(), None);
+    assert_eq!(s.create(&d1, &none).await.unwrap(), CreateOutcome::Created);
+    let d2 = record("dave", now, hour(), None);
+    assert_eq!(
+        s.create(&d2, &limit(1)).await.unwrap(),
         CreateOutcome::UserLimit
     );
     // A removal frees its place.
@@ -475,7 +483,7 @@ async fn the_user_index_is_built_when_a_per_user_limit_first_asks() {
         CreateOutcome::Created
     );
     let keys = keys_of(&prefix).await;
-    assert!(keys.contains(&user_key("alice")) && keys.contains(&user_key("bob")));
+    assert!(keys.contains(&user_key("alice")) && keys.contains(&user_key("dave")));
 
     // The bucket index lost (with its mark): creates without a limit stop keeping the user
     // index, and the next create with one builds it again, counting them.
