@@ -262,9 +262,7 @@ while p <= len do
 end
 if #scores > 0 then redis.call('ZADD', due, 'LT', unpack(scores)) end
 if added > 0 then count_add(due, added) end
-for k, ttl in pairs(user_ttls) do
-  if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, num(ttl + SLACK)) end
-end
+for k, ttl in pairs(user_ttls) do extend(k, ttl) end
 -- The bucket index outlives the buckets it scores.
 if due_ttl > 0 then extend(due, due_ttl + SLACK) end
 return out

@@ -182,44 +182,40 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-/// One validation waiting to be sent: its 49-byte item of the validate script, and where its
+/// A job of a batching task: what to send, when its caller stops waiting, and where its
 /// answer goes.
-struct Job {
-    item: [u8; ITEM],
-    reply: oneshot::Sender<Result<Value, RedisStoreError>>,
+pub(crate) struct Pending<I, A> {
+    pub(crate) item: I,
+    pub(crate) deadline: Instant,
+    pub(crate) reply: oneshot::Sender<Result<A, RedisStoreError>>,
 }
 
-/// A job of a batching task.
-pub(crate) trait Batched: Send + 'static {
-    /// What its caller waits for.
-    type Answer;
+impl<I, A> Pending<I, A> {
     /// Whether its caller gave up waiting (it timed out): such a job is not sent.
-    fn abandoned(&self) -> bool;
-    /// Hands the caller its answer.
-    fn answer(self, answer: Result<Self::Answer, RedisStoreError>);
-}
-
-impl Batched for Job {
-    type Answer = Value;
     fn abandoned(&self) -> bool {
         self.reply.is_closed()
     }
-    fn answer(self, answer: Result<Value, RedisStoreError>) {
+    /// Hands the caller its answer.
+    pub(crate) fn answer(self, answer: Result<A, RedisStoreError>) {
         let _ = self.reply.send(answer);
     }
 }
 
+/// One validation waiting to be sent: its 49-byte item of the validate script.
+type Job = Pending<[u8; ITEM], Value>;
+/// A create waiting to be sent: its item of the create script's argument.
+type CreateJob = Pending<CreateItem, Vec<u8>>;
+
 /// Answers the jobs whose deadline passed while they waited with a timeout (they are not
 /// sent); the others, and the time until the latest of their deadlines (the batch's budget:
 /// each caller stops waiting at its own). `None` if none is left.
-pub(crate) fn in_time<J: Batched>(
-    jobs: Vec<J>,
-    deadline: impl Fn(&J) -> Instant,
+pub(crate) fn in_time<I, A>(
+    jobs: Vec<Pending<I, A>>,
     operation: &'static str,
     budget: Duration,
-) -> Option<(Vec<J>, Duration)> {
+) -> Option<(Vec<Pending<I, A>>, Duration)> {
     let now = Instant::now();
-    let (jobs, late): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| deadline(j) > now);
+    let (jobs, late): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.deadline > now);
     fail(
         late,
         &RedisStoreError::Timeout {
@@ -227,7 +223,7 @@ pub(crate) fn in_time<J: Batched>(
             timeout: budget,
         },
     );
-    let last = jobs.iter().map(&deadline).max()?;
+    let last = jobs.iter().map(|j| j.deadline).max()?;
     Some((jobs, last.saturating_duration_since(now)))
 }
 
@@ -243,9 +239,9 @@ fn with_budget<T>(r: Result<T, RedisStoreError>, budget: Duration) -> Result<T, 
 }
 
 /// Hands each job its entry of a batch's replies (one per job), or the batch's error.
-fn deliver<J: Batched>(
-    jobs: Vec<J>,
-    replies: Result<Vec<J::Answer>, RedisStoreError>,
+fn deliver<I, A>(
+    jobs: Vec<Pending<I, A>>,
+    replies: Result<Vec<A>, RedisStoreError>,
     operation: &'static str,
 ) {
     match replies {
@@ -260,7 +256,7 @@ fn deliver<J: Batched>(
 }
 
 /// Answers every job with `e`.
-pub(crate) fn fail<J: Batched>(jobs: Vec<J>, e: &RedisStoreError) {
+pub(crate) fn fail<I, A>(jobs: Vec<Pending<I, A>>, e: &RedisStoreError) {
     for job in jobs {
         job.answer(Err(e.clone()));
     }
@@ -554,7 +550,7 @@ impl RedisStore {
         if let Some(tx) = &self.reader {
             let (reply, answer) = oneshot::channel();
             let job = Lookup {
-                key: *key,
+                item: *key,
                 deadline,
                 reply,
             };
@@ -583,7 +579,12 @@ impl RedisStore {
         let budget = self.shared.config.operation_timeout();
         if let Some(tx) = &self.batcher {
             let (reply, answer) = oneshot::channel();
-            if tx.send(Job { item, reply }).is_ok() {
+            let job = Job {
+                item,
+                deadline: Instant::now() + budget,
+                reply,
+            };
+            if tx.send(job).is_ok() {
                 return match tokio::time::timeout(budget, answer).await {
                     Ok(Ok(r)) => r,
                     // The batching task is gone (its runtime shut down): no answer will come.
@@ -893,24 +894,6 @@ impl CreateItem {
     }
 }
 
-/// A create waiting to be sent, and where its answer goes.
-struct CreateJob {
-    item: CreateItem,
-    /// When its time budget runs out.
-    deadline: Instant,
-    reply: oneshot::Sender<Result<Vec<u8>, RedisStoreError>>,
-}
-
-impl Batched for CreateJob {
-    type Answer = Vec<u8>;
-    fn abandoned(&self) -> bool {
-        self.reply.is_closed()
-    }
-    fn answer(self, answer: Result<Vec<u8>, RedisStoreError>) {
-        let _ = self.reply.send(answer);
-    }
-}
-
 /// Opens the connection of `config`: the cluster connection, or the standalone connection
 /// manager with what it takes to replace it.
 async fn open(config: &RedisConfig) -> Result<(Conn, Option<Rebuild>), RedisStoreError> {
@@ -990,10 +973,12 @@ enum Resend {
 /// A batching task: takes the jobs waiting, sends up to `MAX_BATCH` of them at once with
 /// `send`, with up to `in_flight` batches in flight; while they are, new jobs queue and go
 /// out together in the next batch. Ends when the store (the sender) is dropped.
-async fn batches<J, F, Fut>(mut rx: mpsc::UnboundedReceiver<J>, in_flight: usize, send: F)
-where
-    J: Batched,
-    F: Fn(Vec<J>) -> Fut + Send + 'static,
+async fn batches<I, A, F, Fut>(
+    mut rx: mpsc::UnboundedReceiver<Pending<I, A>>,
+    in_flight: usize,
+    send: F,
+) where
+    F: Fn(Vec<Pending<I, A>>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(in_flight));
@@ -1021,11 +1006,11 @@ const GATHER_YIELDS: usize = 4;
 /// were ready have run (their jobs join it) — again while they keep coming, up to
 /// `GATHER_YIELDS` times (under load, fuller batches: fewer round trips, each costing the client
 /// more than a lookup; alone, one yield); without the jobs whose caller gave up.
-pub(crate) async fn gather<J: Batched>(
-    first: J,
-    rx: &mut mpsc::UnboundedReceiver<J>,
+pub(crate) async fn gather<I, A>(
+    first: Pending<I, A>,
+    rx: &mut mpsc::UnboundedReceiver<Pending<I, A>>,
     max: usize,
-) -> Vec<J> {
+) -> Vec<Pending<I, A>> {
     let mut jobs = Vec::with_capacity(max);
     jobs.push(first);
     for _ in 0..GATHER_YIELDS {
@@ -1061,14 +1046,14 @@ async fn validate_jobs(shared: Arc<Shared>, jobs: Vec<Job>) {
 async fn read_jobs(shared: Arc<Shared>, jobs: Vec<Lookup>) {
     const OP: &str = "validate";
     let budget = shared.config.operation_timeout();
-    let Some((jobs, time_left)) = in_time(jobs, |j| j.deadline, OP, budget) else {
+    let Some((jobs, time_left)) = in_time(jobs, OP, budget) else {
         return;
     };
     let mut pipe = redis::pipe();
     for j in &jobs {
         pipe.cmd("HGET")
-            .arg(shared.keys.bucket(&j.key))
-            .arg(j.key.as_bytes().as_slice());
+            .arg(shared.keys.bucket(&j.item))
+            .arg(j.item.as_bytes().as_slice());
     }
     let pipe = &pipe;
     let values = shared
@@ -1096,7 +1081,7 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<Lookup>) {
 async fn create_jobs(shared: Arc<Shared>, jobs: Vec<CreateJob>) {
     const OP: &str = "create";
     let budget = shared.config.operation_timeout();
-    let Some((jobs, time_left)) = in_time(jobs, |j| j.deadline, OP, budget) else {
+    let Some((jobs, time_left)) = in_time(jobs, OP, budget) else {
         return;
     };
     let items: Vec<&CreateItem> = jobs.iter().map(|j| &j.item).collect();
@@ -1421,5 +1406,11 @@ mod tests {
         assert_eq!(bucket_of(&h), 3021);
         assert_eq!(k.bucket(&h), b"{dev1}s:3021");
         assert_eq!(k.buckets.len(), usize::from(BUCKETS));
+        // The id bucket is the id mod 4096, as the scripts' `ib` computes it (the create
+        // script takes the names from the client): 0x1234 % 4096 = 0x234.
+        let id = SessionId::from_u64(0x1234);
+        assert_eq!(id_bucket(id), 564);
+        assert_eq!(k.id_bucket(id), b"{dev1}i:564");
+        assert_eq!(k.id_buckets.len(), usize::from(BUCKETS));
     }
 }

@@ -10,9 +10,10 @@
 //! GETREDIR` (tracking still on) and `EXISTS {P}barrier` (a key never written: a read that the
 //! server refuses whenever it refuses reads, on a replica cut from its master or for an ACL
 //! that lost the keys) — and the cached answers are given only once the barrier's replies are
-//! in, are both good, and the invalidations that came before them are applied. A change that completed before a validation
-//! began (a `clear session` in another process, say) was pushed before that barrier's reply,
-//! so its bucket is out of the cache by then: revocation is as strict as a read, and a dead
+//! in, are both good, and the invalidations that came before them are applied. A change that
+//! completed before a validation began (a `clear session` in another process, say) was pushed
+//! before that barrier's reply, so its bucket is out of the cache by then: revocation is as
+//! strict as a read, and a dead
 //! Redis fails every lookup, cached or not (fail closed). What the cache saves is the server
 //! work and the client's encoding and parsing of one command and one value per validation:
 //! a batch of cached lookups is one small command.
@@ -45,10 +46,10 @@ use redis::aio::MultiplexedConnection;
 use redis::{
     AsyncConnectionConfig, ErrorKind, PushInfo, PushKind, RedisError, ServerErrorKind, Value,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::error::RedisStoreError;
-use crate::store::{BUCKETS, Batched, bucket_of, fail, gather, in_time};
+use crate::store::{BUCKETS, Pending, bucket_of, fail, gather, in_time};
 
 const OP: &str = "validate";
 /// Lookups per batch, at most.
@@ -66,22 +67,9 @@ static REFUSAL_LOGGED: AtomicBool = AtomicBool::new(false);
 /// A session value as read (shared by the cache and the answers).
 pub(crate) type Stored = Arc<[u8]>;
 
-/// One validation's read: the key, when its caller stops waiting, and where the value goes.
-pub(crate) struct Lookup {
-    pub(crate) key: CookieHash,
-    pub(crate) deadline: Instant,
-    pub(crate) reply: oneshot::Sender<Result<Option<Stored>, RedisStoreError>>,
-}
-
-impl Batched for Lookup {
-    type Answer = Option<Stored>;
-    fn abandoned(&self) -> bool {
-        self.reply.is_closed()
-    }
-    fn answer(self, answer: Result<Option<Stored>, RedisStoreError>) {
-        let _ = self.reply.send(answer);
-    }
-}
+/// One validation's read: the key (its item), when its caller stops waiting, and where the
+/// value goes.
+pub(crate) type Lookup = Pending<CookieHash, Option<Stored>>;
 
 /// What the reading task needs to open its connections.
 pub(crate) struct Settings {
@@ -364,7 +352,7 @@ impl Reader {
             let tracking = link.tracking;
             let hits: Vec<Option<Stored>> = jobs
                 .iter()
-                .map(|j| tracking.then(|| self.cache.get(&j.key)).flatten())
+                .map(|j| tracking.then(|| self.cache.get(&j.item)).flatten())
                 .collect();
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
@@ -377,11 +365,11 @@ impl Reader {
                     let name = self
                         .settings
                         .buckets
-                        .get(usize::from(bucket_of(&job.key)))
+                        .get(usize::from(bucket_of(&job.item)))
                         .map_or(&[][..], Vec::as_slice);
                     pipe.cmd("HGET")
                         .arg(name)
-                        .arg(job.key.as_bytes().as_slice());
+                        .arg(job.item.as_bytes().as_slice());
                 }
             }
             let sent = tokio::time::timeout_at(
@@ -450,7 +438,7 @@ impl Reader {
             let caching = tracking && self.link.is_some();
             let mut again = Vec::new();
             for (job, hit) in jobs.into_iter().zip(hits) {
-                let bucket = bucket_of(&job.key);
+                let bucket = bucket_of(&job.item);
                 if hit.is_some() && invalidated.contains(bucket) {
                     again.push(job);
                     continue;
@@ -461,7 +449,7 @@ impl Reader {
                         Some(Value::BulkString(v)) => {
                             let v: Stored = v.into();
                             if caching && !invalidated.contains(bucket) {
-                                self.cache.insert(job.key, v.clone());
+                                self.cache.insert(job.item, v.clone());
                             }
                             Ok(Some(v))
                         }
@@ -502,7 +490,7 @@ pub(crate) async fn run(mut rx: mpsc::UnboundedReceiver<Lookup>, mut reader: Rea
     while let Some(first) = rx.recv().await {
         let jobs = gather(first, &mut rx, MAX_LOOKUPS).await;
         let budget = reader.settings.budget;
-        let Some((jobs, time_left)) = in_time(jobs, |j| j.deadline, OP, budget) else {
+        let Some((jobs, time_left)) = in_time(jobs, OP, budget) else {
             continue;
         };
         reader.serve(jobs, time_left).await;
