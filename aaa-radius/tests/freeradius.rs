@@ -169,14 +169,12 @@ async fn silent_primary_fails_over_to_freeradius() {
     assert_eq!(primary.received().len(), 3);
     let stats = radius.client().stats();
     assert!(!stats[0].alive && stats[1].alive, "{stats:?}");
-    // Dead for 30 s: the next login goes straight to the secondary.
-    let start = Instant::now();
+    // Dead for 30 s: the next login goes straight to the secondary — nothing more is sent to
+    // the primary (a wait for it would be three more transmissions).
     assert!(!accepted(
         login(&radius, OPER.name, OPER.password).await,
         "oper"
     ));
-    // No wait for the dead primary (its retransmission schedule alone would take seconds).
-    assert!(start.elapsed() < Duration::from_secs(2));
     assert_eq!(primary.received().len(), 3);
 }
 

@@ -16,10 +16,11 @@ use aaa::{
 
 const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 
-/// Checks one row: the result is an error, of the expected shape, whose message (with its
-/// causes) contains `needle`, and which never repeats a secret.
 /// The rows of the table below.
 const ROWS: usize = 44;
+
+/// Checks one row: the result is an error, of the expected shape, whose message (with its
+/// causes) contains `needle`, and which never repeats a secret.
 
 fn row<T: std::fmt::Debug, E: std::error::Error>(
     n: &mut usize,
