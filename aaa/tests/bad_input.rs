@@ -21,7 +21,6 @@ const ROWS: usize = 44;
 
 /// Checks one row: the result is an error, of the expected shape, whose message (with its
 /// causes) contains `needle`, and which never repeats a secret.
-
 fn row<T: std::fmt::Debug, E: std::error::Error>(
     n: &mut usize,
     label: &str,
