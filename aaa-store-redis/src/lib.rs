@@ -130,8 +130,10 @@
 //! - `claim_expired`: one script reads the buckets whose score is at or before `now` whole,
 //!   deletes their expired sessions and sets each bucket's score to its earliest remaining
 //!   deadline, so each expired session is returned to exactly one caller across all processes.
-//! - `list`: 32 script calls of 128 buckets each, sent at once, return the live sessions
-//!   (100,000 sessions: 0.3 s), all within four operation budgets. Values that cannot be
+//! - `list`: 128 script calls of 32 buckets each, four in flight at a time (so that each
+//!   answer comes within the response timeout, and other callers' commands do not wait behind
+//!   the whole listing), return the live sessions (100,000 sessions: 0.3 s), all within four
+//!   operation budgets. Values that cannot be
 //!   decoded are skipped (and logged) rather than hiding every other session from the
 //!   operator.
 //! - `contains`: one script call per 1,000 keys.

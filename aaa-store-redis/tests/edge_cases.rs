@@ -516,3 +516,57 @@ async fn the_user_index_is_built_when_a_per_user_limit_first_asks() {
         assert!(pttl > 0, "{} has PTTL {pttl}", String::from_utf8_lossy(&k));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_longer_than_the_response_timeout_succeeds() {
+    // A listing is many script calls, a few in flight at a time: each answer comes within the
+    // response timeout even when the whole listing takes several times longer (80,000
+    // sessions: ~0.25 s of the server's time). Sent all at once, the last calls would wait
+    // for all the others and time out.
+    const N: usize = 80_000;
+    let prefix = unique_prefix("biglist");
+    let s = Arc::new(store(&prefix, None).await);
+    let now = base_time();
+    for wave in 0..N / 2000 {
+        let mut tasks = Vec::new();
+        for i in 0..2000 {
+            let s = s.clone();
+            let mut r = record(
+                &format!("user{}", (wave * 2000 + i) % 100),
+                now,
+                hour(),
+                None,
+            );
+            tasks.push(tokio::spawn(async move {
+                // Ids are 32 bits: among 80,000, a few collide; a new one, as the manager does.
+                loop {
+                    match s.create(&r, &SessionLimits::default()).await.unwrap() {
+                        CreateOutcome::IdTaken => r.id = SessionId::generate().unwrap(),
+                        other => return other,
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), CreateOutcome::Created);
+        }
+    }
+    let config = RedisConfig::from_url(&RedisServer::shared().url())
+        .unwrap()
+        .with_prefix(&prefix)
+        .unwrap()
+        .with_response_timeout(Duration::from_millis(100));
+    let lister = RedisStore::connect(config).await.unwrap();
+    let listed = lister.list(now).await.unwrap();
+    assert_eq!(listed.len(), N);
+    // Its keys go (a big table would otherwise weigh on the other tests' server).
+    let client = redis::Client::open(RedisServer::shared().url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    for chunk in keys_of(&prefix).await.chunks(500) {
+        let _: () = redis::cmd("UNLINK")
+            .arg(chunk)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+}
