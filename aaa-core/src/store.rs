@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::{CookieHash, LiveRef, LiveSlots, SessionId, SessionRecord, StoreError};
+use crate::{AaaError, CookieHash, LiveRef, LiveSlots, SessionId, SessionRecord, StoreError};
 
 /// Limits a store enforces atomically when it creates a session.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,6 +44,16 @@ pub enum CreateOutcome {
 /// - Every method fails with a [`StoreError`] rather than hang past the store's own timeout.
 #[async_trait]
 pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
+    /// A fresh id for a new session whose key is `key`: random, from the operating system's
+    /// generator. The default is [`SessionId::generate`]; a store may shape the id for its
+    /// layout (the Redis store puts the key's bucket in its low bits, so that the id's index
+    /// entry lives beside the session). [`create`](Self::create) accepts any id all the same,
+    /// and refuses a duplicate.
+    fn new_id(&self, key: &CookieHash) -> Result<SessionId, AaaError> {
+        let _ = key;
+        SessionId::generate()
+    }
+
     /// Inserts `record` under `record.key` if neither its key nor its id exists, and if the
     /// limits allow.
     async fn create(

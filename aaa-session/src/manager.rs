@@ -635,10 +635,11 @@ impl Inner {
         let limits = self.config.limits;
         for _ in 0..CREATE_ATTEMPTS {
             let cookie = SessionCookie::generate()?;
-            let id = SessionId::generate()?;
+            let key = cookie.hash();
+            let id = self.store.new_id(&key)?;
             let now = truncate_ms(self.clock.now());
             let record = SessionRecord {
-                key: cookie.hash(),
+                key,
                 id,
                 username: user.username().to_owned(),
                 read_write: user.read_write(),

@@ -42,20 +42,27 @@
 //! gives failover. Listing a table therefore covers every master that holds it: the one.
 //!
 //! Sessions are stored **bucketed**: as fields of 4,096 small hashes rather than one key each,
-//! so that Redis keeps each bucket as a compact listpack (about 160 bytes per session in all,
-//! 167 with the user index, measured at 100,000 sessions of 1,000 users, against about 550
+//! so that Redis keeps each bucket as a compact listpack (about 150 bytes per session in all,
+//! 163 with the user index, measured at 100,000 sessions of 1,000 users, against about 550
 //! with a key per session and a sorted set of deadlines).
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `{P}s:<b>` | hash | bucket `b` (the key's first two bytes mod 4096) of the sessions: 32 bytes of `SHA-256(cookie)` → the record, encoded (below) |
-//! | `{P}i:<b>` | hash | bucket `b` (the id mod 4096) of the id index: 8-byte big-endian id → 32-byte key |
+//! | `{P}s:<b>` | hash | bucket `b` of the sessions, `b` = the key's first two bytes mod 4096: 32 bytes of `SHA-256(cookie)` → the record, encoded (below); and of the id index, `b` = the id mod 4096: 8-byte big-endian id → 32-byte key |
 //! | `{P}u:` + username | hash | that user's 8-byte ids, with empty values: the user index, kept only once a create has asked for a per-user limit (below) |
 //! | `{P}due` | sorted set | each session bucket `b`, scored by a lower bound of the earliest deadline in it (ms since the epoch); the member `n`, whose score is 2^50 + the number of sessions; `r`, 2^51 + when that number was last made exact; and `p` (2^51) while the user index is kept |
 //! | `{P}barrier` | — | never written: every batch of cached validation reads reads it (below), so that a server refusing reads fails them all |
 //!
+//! **A session and its id's index entry share a bucket.** The ids the store makes
+//! ([`SessionStore::new_id`](aaa_core::SessionStore::new_id), which the session manager uses)
+//! are 20 random bits above the 12 bits of the key's bucket, so a create writes one hash: the
+//! record and the entry (`id` → key), both insert-if-absent. Ids made elsewhere work as well:
+//! their entry goes to the bucket of the id, a second hash. Knowing an id tells 12 bits of
+//! `SHA-256(cookie)`, which grants nothing (the cookie has 256 random bits).
+//!
 //! Only the hash of a cookie is stored, never the cookie. The raw 32 bytes (not hex) keep the
-//! memory per session low. Up to about 100 sessions per bucket (400,000 in a table) every bucket
+//! memory per session low. With up to 64 sessions in a bucket (a session and its index entry
+//! are two fields; about 200,000 sessions in a table, as they spread unevenly) every bucket
 //! stays a listpack with Redis' default `hash-max-listpack-entries 128` and
 //! `hash-max-listpack-value 64` (a value is 49 bytes for an IPv4 address and a 10-character
 //! name; a longer one makes its bucket a regular hash: correct, only bigger).
@@ -86,9 +93,9 @@
 //!
 //! The server must not evict the table's keys (`maxmemory-policy noeviction`, Redis' default):
 //! an evicted bucket loses sessions, an evicted `{P}due` leaves its buckets' expired sessions
-//! unclaimed until their TTL. The layout is version 2 of the store: processes of an earlier
-//! version (one key per session) do not see these sessions; upgrade all processes of a prefix
-//! together.
+//! unclaimed until their TTL. The layout is version 3 of the store: processes of an earlier
+//! version (one key per session; or the id index in `{P}i:` hashes) do not see these sessions
+//! or their ids; upgrade all processes of a prefix together.
 //!
 //! # Operations
 //!

@@ -7,13 +7,16 @@
 //! always the hash tag `{P}`: the scripts name the keys of the table from it, and `KEYS[1]`
 //! (the bucket index `{P}due`, in the same slot) routes the call on Redis Cluster.
 //!
-//! Layout (see the crate docs): `{P}s:<b>` hashes hold the sessions (field: 32-byte key,
-//! value: the record), `b` = the key's first two bytes mod 4096; `{P}i:<b>` hashes map 8-byte
-//! ids to keys, `b` = id mod 4096; `{P}u:<name>` hashes hold a user's ids, once a create with
-//! a per-user limit has asked for them (the user index); `{P}due` scores each session bucket
-//! with a lower bound of its earliest deadline, and holds the count of sessions as the score of
-//! its member `n`, offset by 2^50 (above any time, so never due), and the member `p` while the
-//! user index is kept.
+//! Layout (see the crate docs): `{P}s:<b>` hashes (the buckets) hold the sessions (field:
+//! 32-byte key, value: the record), `b` = the key's first two bytes mod 4096, and the id index
+//! (field: 8-byte id, value: the key), `b` = the id mod 4096 — the ids this store makes carry
+//! their key's bucket in their low 12 bits, so a session and its index entry share one hash;
+//! `{P}u:<name>` hashes hold a user's ids, once a create with a per-user limit has asked for
+//! them (the user index); `{P}due` scores each bucket with a lower bound of the earliest
+//! deadline of its sessions, and holds the count of sessions as the score of its member `n`,
+//! offset by 2^50 (above any time, so never due), and the member `p` while the user index is
+//! kept. Fields of 8 bytes are index entries, every other field is a session (one whose key is
+//! not 32 bytes long is corrupt).
 
 use std::sync::LazyLock;
 
@@ -49,7 +52,7 @@ local function count_add(due, d)
     redis.call('ZADD', due, num(NBASE + math.max(c, 0)), 'n')
   end
 end
--- The bucket of a 32-byte key, and of an 8-byte id.
+-- The bucket of a 32-byte key, and of an 8-byte id (the hash that holds its index entry).
 local function kb(k) return (string.byte(k, 1) * 256 + string.byte(k, 2)) % B end
 local function ib(id) return (string.byte(id, 7) * 256 + string.byte(id, 8)) % B end
 -- The fields of a well-formed version-2 value, or nil.
@@ -81,13 +84,20 @@ local function deadline(f, backstop)
   if not d then d = f.last + backstop end
   return d
 end
--- Drops a removed session (its field already deleted) from the id index, its user's hash and
--- the count. f is nil for a value that cannot be parsed: its index entries heal later.
-local function forget(tag, due, f, m)
+-- Drops a removed session (its field already deleted from bucket sk) from the id index, its
+-- user's hash and the count. f is nil for a value that cannot be parsed: its index entry is
+-- looked for in its own bucket (where the ids this store makes have it); one elsewhere heals
+-- later.
+local function forget(tag, due, f, m, sk)
   if f then
-    local ik = tag .. 'i:' .. ib(f.id)
+    local ik = tag .. 's:' .. ib(f.id)
     if redis.call('HGET', ik, f.id) == m then redis.call('HDEL', ik, f.id) end
     redis.call('HDEL', tag .. 'u:' .. f.user, f.id)
+  else
+    local all = redis.call('HGETALL', sk)
+    for i = 1, #all, 2 do
+      if #all[i] == 8 and all[i + 1] == m then redis.call('HDEL', sk, all[i]) end
+    end
   end
   count_add(due, -1)
 end
@@ -98,23 +108,29 @@ end
 /// refused create may still build the user index, which is about the others).
 /// Concurrent creates are sent together, so one call carries many.
 ///
-/// KEYS: due. ARGV: tag, backstop, items: for each session, packed (numbers big-endian) — key
-/// (32 bytes), id (8), now (8), ttl (8), per-user limit (4; 0: none), total limit (4; 0:
-/// none), then six strings, each after its length (2): the names of its session bucket, id
-/// bucket and user index, its bucket number and deadline in decimal, and the value. (One
-/// argument for the whole batch, read by one `struct.unpack` per session: parsing many small
-/// arguments, or building names in Lua, costs the server more.)
-/// Returns per session `ok`, `key`, `id`, `user` or `total`.
+/// KEYS: due. ARGV: tag, backstop, items, deadline: items is, for each session, packed
+/// (numbers big-endian) — key (32 bytes), id (8), now (8), ttl (8), per-user limit (4; 0:
+/// none), total limit (4; 0: none), then four strings, each after its length (2): the name of
+/// its bucket, the name of its id's bucket (empty when it is the same: always for the ids this
+/// store makes), its bucket number in decimal, and the value. (One argument for the whole
+/// batch, read by one `struct.unpack` per session: parsing many small arguments, or building
+/// names in Lua, costs the server more; every string made in Lua costs it too.) deadline: the
+/// earliest deadline of the batch's sessions, in decimal: the bucket index's score for every
+/// bucket they go to (a lower bound of each one's deadline, as the index needs).
+/// Returns one string, a byte per session: `o` (created), `k` (key taken), `i` (id taken), `u`
+/// (user limit), `t` (total limit), or `x` (a value that does not parse, which the client
+/// never sends).
 const CREATE: &str = r#"
-local due, tag, backstop = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local due, tag, backstop, batch_deadline = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[4]
 -- The live sessions in total, once counted exactly in this call (nil until then); kept up to
 -- date by this call's creates.
 local live_total
 -- What the sessions created in this call change, written once at the end (the call is one
 -- atomic step either way): the sessions not yet in the bucket index's count, the ZADD
--- arguments of their buckets, the TTL the bucket index needs, and the TTL each user's hash
--- needs (users repeat; buckets rarely do, so theirs are extended at once). Every Lua
--- operation costs the server: this loop is kept short.
+-- arguments of their buckets (each scored with the batch's earliest deadline), the TTL the
+-- bucket index needs, and the TTL each user's hash needs (users repeat; buckets rarely do, so
+-- theirs are extended at once). Every Lua operation costs the server: this loop is kept
+-- short.
 local added = 0
 local scores = {}
 local due_ttl = 0
@@ -134,7 +150,7 @@ local function build_user_index()
       local left = redis.call('PTTL', bk)
       if left < 0 then left = backstop end
       for j = 2, #all, 2 do
-        local f = parse(all[j])
+        local f = #all[j - 1] ~= 8 and parse(all[j])
         if f then
           local uk = tag .. 'u:' .. f.user
           redis.call('HSET', uk, f.id, '')
@@ -147,10 +163,12 @@ local function build_user_index()
   redis.call('ZADD', due, num(RBASE), 'p')
   indexed = true
 end
--- The live sessions at `now`, this one (inserted already) excepted: the count, made exact by
--- counting the buckets if it is unknown or was last made exact 10 s ago or more (it drifts
--- only if Redis drops a bucket by its TTL), less the expired sessions not yet claimed (which
--- only buckets due by now hold).
+-- The live sessions at `now`, this one (inserted already, with its index entry) excepted: the
+-- count, made exact by counting the buckets if it is unknown or was last made exact 10 s ago
+-- or more (it drifts only if Redis drops a bucket by its TTL), less the expired sessions not
+-- yet claimed (which only buckets due by now hold). The buckets hold each session and its
+-- index entry: half their fields. (Index entries left stale, when a session of an id made
+-- elsewhere lost its bucket by TTL, or a value was corrupted, add half of one each.)
 local function count_live(now)
   local c = redis.call('ZSCORE', due, 'n')
   local at = redis.call('ZSCORE', due, 'r')
@@ -158,8 +176,9 @@ local function count_live(now)
   if c and at and now - (tonumber(at) - RBASE) < 10000 then
     n = tonumber(c) - NBASE + added
   else
-    n = -1
-    for i = 0, B - 1 do n = n + redis.call('HLEN', tag .. 's:' .. i) end
+    local fields = 0
+    for i = 0, B - 1 do fields = fields + redis.call('HLEN', tag .. 's:' .. i) end
+    n = math.floor(fields / 2) - 1
     redis.call('ZADD', due, num(NBASE + n), 'n')
     redis.call('ZADD', due, num(RBASE + math.min(now, MAXMS)), 'r')
     -- The buckets hold this call's sessions already: the count is exact without them.
@@ -167,14 +186,23 @@ local function count_live(now)
   end
   local expired = 0
   for _, db in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', num(now))) do
-    for _, ev in ipairs(redis.call('HVALS', tag .. 's:' .. db)) do
-      local ef = parse(ev)
+    local all = redis.call('HGETALL', tag .. 's:' .. db)
+    for i = 1, #all, 2 do
+      local ef = #all[i] ~= 8 and parse(all[i + 1])
       if ef and deadline(ef, backstop) <= now then expired = expired + 1 end
     end
   end
   return n - expired
 end
-local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
+local function one(m, id, v, now, ttl, per_user, total, b, sk, ik)
+  if ik == '' then ik = sk end
+  -- The user's hash, when the user index is kept or read.
+  local uk
+  if per_user > 0 or indexed then
+    local f = parse(v)
+    if not f then return 'x' end
+    uk = tag .. 'u:' .. f.user
+  end
   if per_user > 0 and not indexed then
     -- Before this session is inserted: the index holds the others only.
     build_user_index()
@@ -183,8 +211,8 @@ local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
   -- Insert-if-absent on the key; undone below if anything refuses.
   if redis.call('HSETNX', sk, m, v) == 0 then
     -- The same value: this very create, sent again after a lost connection.
-    if redis.call('HGET', sk, m) == v then return 'ok' end
-    return 'key'
+    if redis.call('HGET', sk, m) == v then return 'o' end
+    return 'k'
   end
   -- Insert-if-absent on the id.
   if redis.call('HSETNX', ik, id, m) == 0 then
@@ -201,7 +229,7 @@ local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
     end
     if taken then
       redis.call('HDEL', sk, m)
-      return 'id'
+      return 'i'
     end
     redis.call('HSET', ik, id, m)
   end
@@ -210,7 +238,7 @@ local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
   if per_user > 0 then
     local live = 0
     for _, uid in ipairs(redis.call('HKEYS', uk)) do
-      local k = #uid == 8 and redis.call('HGET', tag .. 'i:' .. ib(uid), uid)
+      local k = #uid == 8 and redis.call('HGET', tag .. 's:' .. ib(uid), uid)
       local uv = k and #k == 32 and redis.call('HGET', tag .. 's:' .. kb(k), k)
       local uf = uv and parse(uv)
       if not uv or (uf and uf.id ~= uid) then
@@ -219,7 +247,7 @@ local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
         live = live + 1
       end
     end
-    if live >= per_user then refused = 'user' end
+    if live >= per_user then refused = 'u' end
   end
   if not refused and total > 0 then
     if not live_total then
@@ -228,7 +256,7 @@ local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
       local c = redis.call('ZSCORE', due, 'n')
       if not c or tonumber(c) - NBASE + added >= total then live_total = count_live(now) end
     end
-    if live_total and live_total >= total then refused = 'total' end
+    if live_total and live_total >= total then refused = 't' end
   end
   if refused then
     redis.call('HDEL', sk, m)
@@ -236,36 +264,38 @@ local function one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
     if ttl > due_ttl then due_ttl = ttl end
     return refused
   end
-  scores[#scores + 1] = dl
+  scores[#scores + 1] = batch_deadline
   scores[#scores + 1] = b
   added = added + 1
   if live_total then live_total = live_total + 1 end
   -- `extend`, inline (ttl is at most MAXMS: the client caps it; both keys exist).
   if redis.call('PTTL', sk) < ttl then redis.call('PEXPIRE', sk, num(ttl + SLACK)) end
-  if redis.call('PTTL', ik) < ttl then redis.call('PEXPIRE', ik, num(ttl + SLACK)) end
+  if ik ~= sk and redis.call('PTTL', ik) < ttl then
+    redis.call('PEXPIRE', ik, num(ttl + SLACK))
+  end
   if indexed then
     redis.call('HSET', uk, id, '')
     local t = user_ttls[uk]
     if not t or t < ttl then user_ttls[uk] = ttl end
   end
   if ttl > due_ttl then due_ttl = ttl end
-  return 'ok'
+  return 'o'
 end
 local out = {}
 local items = ARGV[3]
 local p, len = 1, #items
 while p <= len do
-  local m, id, now, ttl, per_user, total, sk, ik, uk, b, dl, v
-  m, id, now, ttl, per_user, total, sk, ik, uk, b, dl, v, p = struct.unpack(
-    '>c32c8I8I8I4I4I2c0I2c0I2c0I2c0I2c0I2c0', items, p)
-  out[#out + 1] = one(m, id, v, now, dl, ttl, per_user, total, b, sk, ik, uk)
+  local m, id, now, ttl, per_user, total, sk, ik, b, v
+  m, id, now, ttl, per_user, total, sk, ik, b, v, p = struct.unpack(
+    '>c32c8I8I8I4I4I2c0I2c0I2c0I2c0', items, p)
+  out[#out + 1] = one(m, id, v, now, ttl, per_user, total, b, sk, ik)
 end
 if #scores > 0 then redis.call('ZADD', due, 'LT', unpack(scores)) end
 if added > 0 then count_add(due, added) end
 for k, ttl in pairs(user_ttls) do extend(k, ttl) end
 -- The bucket index outlives the buckets it scores.
 if due_ttl > 0 then extend(due, due_ttl + SLACK) end
-return out
+return table.concat(out)
 "#;
 
 /// Validations, each atomic, of one or more sessions: the live session under each key, its
@@ -302,7 +332,8 @@ local function one(p)
     f.last = t
     local ttl = math.max(deadline(f, backstop) - now, 0) + grace
     extend(sk, ttl)
-    extend(tag .. 'i:' .. ib(f.id), ttl)
+    local ik = tag .. 's:' .. ib(f.id)
+    if ik ~= sk then extend(ik, ttl) end
     extend(tag .. 'u:' .. f.user, ttl)
     extend(due, ttl + SLACK)
   end
@@ -323,7 +354,7 @@ local sk = tag .. 's:' .. kb(m)
 local v = redis.call('HGET', sk, m)
 if not v then return false end
 redis.call('HDEL', sk, m)
-forget(tag, KEYS[1], parse(v), m)
+forget(tag, KEYS[1], parse(v), m, sk)
 return v
 "#;
 
@@ -332,7 +363,7 @@ return v
 /// KEYS: due. ARGV: tag, id (8 bytes). Returns `{key, value}`, or nil.
 const REMOVE_BY_ID: &str = r#"
 local tag, id = ARGV[1], ARGV[2]
-local ik = tag .. 'i:' .. ib(id)
+local ik = tag .. 's:' .. ib(id)
 local m = redis.call('HGET', ik, id)
 if not m then return false end
 if #m ~= 32 then
@@ -349,7 +380,7 @@ if not v or (f and f.id ~= id) then
 end
 redis.call('HDEL', sk, m)
 redis.call('HDEL', ik, id)
-forget(tag, KEYS[1], f, m)
+forget(tag, KEYS[1], f, m, sk)
 return { m, v }
 "#;
 
@@ -374,17 +405,19 @@ while found < max do
     local low
     for i = 1, #all, 2 do
       local m, v = all[i], all[i + 1]
-      local f = parse(v)
-      local d = 0
-      if f then d = deadline(f, backstop) end
-      if d <= now and found < max then
-        redis.call('HDEL', sk, m)
-        forget(tag, due, f, m)
-        out[#out + 1] = m
-        out[#out + 1] = v
-        found = found + 1
-      elseif not low or d < low then
-        low = d
+      if #m ~= 8 then
+        local f = parse(v)
+        local d = 0
+        if f then d = deadline(f, backstop) end
+        if d <= now and found < max then
+          redis.call('HDEL', sk, m)
+          forget(tag, due, f, m, sk)
+          out[#out + 1] = m
+          out[#out + 1] = v
+          found = found + 1
+        elseif not low or d < low then
+          low = d
+        end
       end
     end
     if low then redis.call('ZADD', due, num(low), b) else redis.call('ZREM', due, b) end
@@ -405,10 +438,12 @@ local out = {}
 for b = tonumber(ARGV[2]), tonumber(ARGV[3]) - 1 do
   local all = redis.call('HGETALL', tag .. 's:' .. b)
   for i = 1, #all, 2 do
-    local f = parse(all[i + 1])
-    if not f or deadline(f, backstop) > now then
-      out[#out + 1] = all[i]
-      out[#out + 1] = all[i + 1]
+    if #all[i] ~= 8 then
+      local f = parse(all[i + 1])
+      if not f or deadline(f, backstop) > now then
+        out[#out + 1] = all[i]
+        out[#out + 1] = all[i + 1]
+      end
     end
   end
 end

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use aaa_core::{
-    CookieHash, CreateOutcome, SessionId, SessionLimits, SessionRecord, SessionStore, StoreError,
-    async_trait, unix_ms,
+    AaaError, CookieHash, CreateOutcome, SessionId, SessionLimits, SessionRecord, SessionStore,
+    StoreError, async_trait, unix_ms,
 };
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
@@ -28,9 +28,10 @@ use crate::scripts::{
 };
 use crate::tracker::{self, Lookup, Reader, Settings, Stored};
 
-/// Session buckets (and id buckets) per table: a layout constant, the same in every process
-/// (the scripts hold it too). Up to about 100 sessions per bucket (400,000 in a table) every
-/// bucket stays a compactly stored hash.
+/// Buckets per table (of sessions and of the id index alike): a layout constant, the same in
+/// every process (the scripts hold it too). With up to 64 sessions in a bucket (a session and
+/// its index entry are two fields; about 200,000 sessions in a table) every bucket stays a
+/// compactly stored hash.
 pub(crate) const BUCKETS: u16 = 4096;
 /// Keys per `contains` script call.
 const PAGE: usize = 1000;
@@ -63,10 +64,9 @@ struct Keys {
     /// `{P}due` — sorted set: session bucket number, scored by a lower bound of the earliest
     /// deadline in that bucket (ms). `KEYS[1]` of every script: it routes calls on a cluster.
     due: Vec<u8>,
-    /// `{P}s:<b>` for every bucket `b`: hashes of the sessions (32-byte key → value).
+    /// `{P}s:<b>` for every bucket `b`: hashes of the sessions (32-byte key → value) and of
+    /// the id index (8-byte id → 32-byte key).
     buckets: Arc<Vec<Vec<u8>>>,
-    /// `{P}i:<b>` for every bucket `b`: hashes of the ids (8-byte id → 32-byte key).
-    id_buckets: Arc<Vec<Vec<u8>>>,
 }
 
 impl Keys {
@@ -79,11 +79,6 @@ impl Keys {
                     .map(|b| format!("{tag}s:{b}").into_bytes())
                     .collect(),
             ),
-            id_buckets: Arc::new(
-                (0..BUCKETS)
-                    .map(|b| format!("{tag}i:{b}").into_bytes())
-                    .collect(),
-            ),
             tag: tag.into_bytes(),
         }
     }
@@ -93,9 +88,10 @@ impl Keys {
             .get(usize::from(bucket_of(key)))
             .map_or(&[], Vec::as_slice)
     }
-    /// The name of the hash that maps `id` to its session's key.
+    /// The name of the hash that maps `id` to its session's key (for the ids this store makes,
+    /// the bucket of the session itself).
     fn id_bucket(&self, id: SessionId) -> &[u8] {
-        self.id_buckets
+        self.buckets
             .get(usize::from(id_bucket(id)))
             .map_or(&[], Vec::as_slice)
     }
@@ -110,6 +106,17 @@ pub(crate) fn bucket_of(key: &CookieHash) -> u16 {
 /// The bucket of a session id: its last two bytes, mod `BUCKETS` (as the scripts compute it).
 pub(crate) fn id_bucket(id: SessionId) -> u16 {
     (id.as_u64() % 65536) as u16 % BUCKETS
+}
+
+/// A fresh random id for the session under `key`, whose low 12 bits are the key's bucket, so
+/// that `id_bucket(id) == bucket_of(key)`: the session and its id's index entry then share one
+/// hash, and a create touches one key. (20 random bits within a bucket holding 1/4096 of the
+/// sessions: duplicates are as rare as with 32 random bits; `create` refuses them either way.)
+pub(crate) fn id_for(key: &CookieHash) -> Result<SessionId, AaaError> {
+    let random = SessionId::generate()?.as_u64();
+    Ok(SessionId::from_u64(
+        (random & !u64::from(BUCKETS - 1)) | u64::from(bucket_of(key)),
+    ))
 }
 
 /// A standalone connection (reconnecting, multiplexed) or a cluster connection.
@@ -210,7 +217,7 @@ impl<I, A> Pending<I, A> {
 /// One validation waiting to be sent: its 49-byte item of the validate script.
 type Job = Pending<[u8; ITEM], Value>;
 /// A create waiting to be sent: its item of the create script's argument.
-type CreateJob = Pending<CreateItem, Vec<u8>>;
+type CreateJob = Pending<CreateItem, u8>;
 
 /// Answers the jobs whose deadline passed while they waited with a timeout (they are not
 /// sent); the others, and the time until the latest of their deadlines (the batch's budget:
@@ -838,13 +845,13 @@ async fn within<T>(
 }
 
 /// What the create script answered for one session.
-fn outcome(answer: Vec<u8>) -> Result<CreateOutcome, RedisStoreError> {
-    match answer.as_slice() {
-        b"ok" => Ok(CreateOutcome::Created),
-        b"key" => Ok(CreateOutcome::KeyTaken),
-        b"id" => Ok(CreateOutcome::IdTaken),
-        b"user" => Ok(CreateOutcome::UserLimit),
-        b"total" => Ok(CreateOutcome::TotalLimit),
+fn outcome(answer: u8) -> Result<CreateOutcome, RedisStoreError> {
+    match answer {
+        b'o' => Ok(CreateOutcome::Created),
+        b'k' => Ok(CreateOutcome::KeyTaken),
+        b'i' => Ok(CreateOutcome::IdTaken),
+        b'u' => Ok(CreateOutcome::UserLimit),
+        b't' => Ok(CreateOutcome::TotalLimit),
         _ => Err(RedisStoreError::UnexpectedReply {
             operation: "create",
         }),
@@ -854,6 +861,8 @@ fn outcome(answer: Vec<u8>) -> Result<CreateOutcome, RedisStoreError> {
 /// One session to create: its item of the create script's argument (see `CREATE`).
 struct CreateItem {
     packed: Vec<u8>,
+    /// When the session expires (ms since the epoch).
+    deadline: u64,
 }
 
 impl CreateItem {
@@ -873,9 +882,8 @@ impl CreateItem {
             .clamp(1, MAX_MS);
         let value = encode(record)?;
         let keys = &shared.keys;
-        let user_key = [&keys.tag[..], b"u:", record.username.as_bytes()].concat();
         let bucket = bucket_of(&record.key);
-        let mut packed = Vec::with_capacity(160 + value.len() + user_key.len());
+        let mut packed = Vec::with_capacity(120 + value.len());
         packed.extend_from_slice(record.key.as_bytes());
         packed.extend_from_slice(&record.id.as_u64().to_be_bytes());
         packed.extend_from_slice(&now.to_be_bytes());
@@ -884,15 +892,17 @@ impl CreateItem {
         packed.extend_from_slice(&limits.total.unwrap_or(0).to_be_bytes());
         // The names and decimal text the script uses as they are: building them in Lua costs
         // the server more (each string operation is a call, formatting a number a printf).
-        // `encode` keeps the value and the username within 255 bytes each, so no length
-        // overflows its field.
-        let (mut digits, mut deadline_digits) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let fields: [(&[u8], &'static str); 6] = [
+        // `encode` keeps the value within 255 bytes, so no length overflows its field.
+        let mut digits = itoa::Buffer::new();
+        let id_bucket_name: &[u8] = if id_bucket(record.id) == bucket {
+            &[]
+        } else {
+            keys.id_bucket(record.id)
+        };
+        let fields: [(&[u8], &'static str); 4] = [
             (keys.bucket(&record.key), "session bucket"),
-            (keys.id_bucket(record.id), "id bucket"),
-            (&user_key, "user index"),
+            (id_bucket_name, "id bucket"),
             (digits.format(bucket).as_bytes(), "bucket number"),
-            (deadline_digits.format(deadline).as_bytes(), "deadline"),
             (&value, "value"),
         ];
         for (field, name) in fields {
@@ -903,7 +913,7 @@ impl CreateItem {
             packed.extend_from_slice(&len.to_be_bytes());
             packed.extend_from_slice(field);
         }
-        Ok(Self { packed })
+        Ok(Self { packed, deadline })
     }
 }
 
@@ -1135,7 +1145,7 @@ impl Shared {
         &self,
         items: &[&CreateItem],
         budget: Duration,
-    ) -> Result<Vec<Vec<u8>>, RedisStoreError> {
+    ) -> Result<Vec<u8>, RedisStoreError> {
         const OP: &str = "create";
         let mut inv = CREATE_SCRIPT.prepare_invoke();
         inv.key(&self.keys.due)
@@ -1146,23 +1156,16 @@ impl Shared {
             packed.extend_from_slice(&item.packed);
         }
         inv.arg(packed);
+        let earliest = items.iter().map(|i| i.deadline).min().unwrap_or(0);
+        inv.arg(itoa::Buffer::new().format(earliest));
         let reply = self
             .invoke_within(OP, Resend::IfConnectionLost, budget, &inv)
             .await?;
-        let Value::Array(answers) = reply else {
-            return Err(RedisStoreError::UnexpectedReply { operation: OP });
-        };
-        if answers.len() != items.len() {
-            return Err(RedisStoreError::UnexpectedReply { operation: OP });
+        // One byte per session.
+        match reply {
+            Value::BulkString(answers) if answers.len() == items.len() => Ok(answers),
+            _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
         }
-        answers
-            .into_iter()
-            .map(|a| match a {
-                Value::BulkString(a) => Ok(a),
-                Value::SimpleString(a) => Ok(a.into_bytes()),
-                _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
-            })
-            .collect()
     }
 
     fn conn(&self) -> Conn {
@@ -1332,6 +1335,10 @@ fn result<T>(r: Result<T, RedisStoreError>, operation: &'static str) -> Result<T
 
 #[async_trait]
 impl SessionStore for RedisStore {
+    fn new_id(&self, key: &CookieHash) -> Result<SessionId, AaaError> {
+        id_for(key)
+    }
+
     async fn create(
         &self,
         record: &SessionRecord,
@@ -1423,7 +1430,22 @@ mod tests {
         // script takes the names from the client): 0x1234 % 4096 = 0x234.
         let id = SessionId::from_u64(0x1234);
         assert_eq!(id_bucket(id), 564);
-        assert_eq!(k.id_bucket(id), b"{dev1}i:564");
-        assert_eq!(k.id_buckets.len(), usize::from(BUCKETS));
+        assert_eq!(k.id_bucket(id), b"{dev1}s:564");
+    }
+
+    #[test]
+    fn the_ids_the_store_makes_share_their_sessions_bucket() {
+        let mut ids = std::collections::HashSet::new();
+        for i in 0..200u8 {
+            let mut raw = [i; 32];
+            raw[1] = i.wrapping_mul(37);
+            let key = CookieHash::from_bytes(raw);
+            let id = id_for(&key).unwrap();
+            assert_eq!(id_bucket(id), bucket_of(&key));
+            // 32 bits at most (8 hex digits), the high 20 random.
+            assert!(id.as_u64() <= u64::from(u32::MAX));
+            ids.insert(id.as_u64() >> 12);
+        }
+        assert!(ids.len() > 190, "random high bits: {}", ids.len());
     }
 }

@@ -353,9 +353,19 @@ async fn corrupt_values_are_refused() {
     }
     assert_eq!(server.cli_bytes(&[b"HEXISTS", &b1, &f1]), b"0\n".to_vec());
     // Ending one removes it too.
+    let id2 = sessions[2].0.session_id().unwrap();
     let e = sessions[2].0.end_session().await.unwrap_err();
     assert!(e.is_store());
     assert_eq!(server.cli_bytes(&[b"HEXISTS", &b2, &f2]), b"0\n".to_vec());
+    // Their id index entries went with them (the store's ids keep theirs in the session's
+    // bucket, where a removal finds it even without a readable value).
+    for (bucket, id) in [(&b1, id1), (&b2, id2)] {
+        let field = id.as_u64().to_be_bytes();
+        assert_eq!(
+            server.cli_bytes(&[b"HEXISTS", bucket, &field]),
+            b"0\n".to_vec()
+        );
+    }
 }
 
 /// What a loaded 2-core machine may add to a timeout before the call returns.

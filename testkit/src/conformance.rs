@@ -121,6 +121,41 @@ pub async fn collision_never_overwrites(store: Arc<dyn SessionStore>) {
     assert_eq!(store.list(now).await.unwrap().len(), 1);
 }
 
+/// Ids the store makes (`new_id`, as the session manager uses it) work as any other: they
+/// are refused when taken, found by `remove_by_id`, listed and claimed once, and free again
+/// once their session is gone.
+pub async fn store_made_ids(store: Arc<dyn SessionStore>) {
+    let now = base_time();
+    let mut made = Vec::new();
+    for i in 0..50 {
+        let mut r = record(&format!("user{i}"), now, hour(), None);
+        r.id = store.new_id(&r.key).expect("OS random generator");
+        create_ok(&*store, &r).await;
+        made.push(r);
+    }
+    let mut dup = record("mallory", now, hour(), None);
+    dup.id = made[0].id;
+    assert_eq!(
+        store.create(&dup, &NO_LIMITS).await.unwrap(),
+        CreateOutcome::IdTaken
+    );
+    for r in &made[..25] {
+        assert_eq!(store.remove_by_id(r.id).await.unwrap().as_ref(), Some(r));
+    }
+    let listed = store.list(now).await.unwrap();
+    assert_eq!(listed.len(), 25);
+    for r in &made[25..] {
+        assert!(listed.contains(r));
+    }
+    let later = now + Duration::from_secs(7200);
+    assert_eq!(store.claim_expired(later, 100).await.unwrap().len(), 25);
+    assert!(store.claim_expired(later, 100).await.unwrap().is_empty());
+    assert!(store.list(now).await.unwrap().is_empty());
+    // The ids are free again.
+    create_ok(&*store, &dup).await;
+    assert_eq!(store.remove_by_id(dup.id).await.unwrap(), Some(dup));
+}
+
 /// Revocation is final: no validation, touch or listing brings a removed record back.
 pub async fn revocation_is_final(store: Arc<dyn SessionStore>) {
     let now = base_time();
@@ -457,7 +492,7 @@ pub async fn keys_are_hashes(store: Arc<dyn SessionStore>) {
 macro_rules! store_conformance {
     ($factory:expr) => {
         $crate::store_conformance!(@cases $factory;
-            create_get_remove, collision_never_overwrites, revocation_is_final,
+            create_get_remove, collision_never_overwrites, store_made_ids, revocation_is_final,
             deadlines_honoured, list_never_returns_expired, concurrent_creates,
             claim_exactly_once, limits_enforced, touch_granularity, keys_are_hashes);
     };

@@ -193,7 +193,8 @@ pub fn session_bucket(prefix: &str, key: &aaa_core::CookieHash) -> Vec<u8> {
 }
 
 /// The keys a table of `prefix` must hold for `sessions` (key, id, username): their session
-/// and id buckets, the bucket index and, if the table keeps a user index (`users`: once a
+/// buckets and their ids' buckets (the same bucket for the ids the store makes), the bucket
+/// index and, if the table keeps a user index (`users`: once a
 /// create with a per-user limit asked for it), their users' hashes; sorted, without repeats.
 pub fn layout<'a>(
     prefix: &str,
@@ -203,7 +204,7 @@ pub fn layout<'a>(
     let mut want = vec![format!("{{{prefix}}}due").into_bytes()];
     for (key, id, username) in sessions {
         want.push(session_bucket(prefix, &key));
-        want.push(format!("{{{prefix}}}i:{}", id % 4096).into_bytes());
+        want.push(format!("{{{prefix}}}s:{}", id % 4096).into_bytes());
         if users {
             want.push(format!("{{{prefix}}}u:{username}").into_bytes());
         }

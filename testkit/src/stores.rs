@@ -51,6 +51,9 @@ impl FaultyStore {
 
 #[async_trait]
 impl SessionStore for FaultyStore {
+    fn new_id(&self, key: &CookieHash) -> Result<SessionId, aaa_core::AaaError> {
+        self.inner.new_id(key)
+    }
     async fn create(
         &self,
         record: &SessionRecord,
