@@ -1,7 +1,9 @@
 //! `RedisStore`: the connection, the keys, and the `SessionStore` operations.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -261,6 +263,44 @@ fn deliver<I, A>(
         Ok(replies) if replies.len() == jobs.len() => {
             for (job, reply) in jobs.into_iter().zip(replies) {
                 job.answer(Ok(reply));
+            }
+        }
+        Ok(_) => fail(jobs, &RedisStoreError::UnexpectedReply { operation }),
+        Err(e) => fail(jobs, &e),
+    }
+}
+
+/// The distinct items of `jobs`, and for each job the index of its item among them: jobs
+/// with the same item share one request and its answer.
+fn distinct<I: Copy + Eq + Hash, A>(jobs: &[Pending<I, A>]) -> (Vec<I>, Vec<usize>) {
+    let mut index: HashMap<I, usize> = HashMap::with_capacity(jobs.len());
+    let mut items = Vec::with_capacity(jobs.len());
+    let at = jobs
+        .iter()
+        .map(|j| {
+            *index.entry(j.item).or_insert_with(|| {
+                items.push(j.item);
+                items.len() - 1
+            })
+        })
+        .collect();
+    (items, at)
+}
+
+/// Answers each job with the reply to its item, `at` being what `distinct` gave.
+fn deliver_shared<I, A: Clone>(
+    jobs: Vec<Pending<I, A>>,
+    replies: Result<Vec<A>, RedisStoreError>,
+    at: &[usize],
+    operation: &'static str,
+) {
+    match replies {
+        Ok(replies) if at.iter().all(|&i| i < replies.len()) && jobs.len() == at.len() => {
+            for (job, &i) in jobs.into_iter().zip(at) {
+                match replies.get(i) {
+                    Some(reply) => job.answer(Ok(reply.clone())),
+                    None => job.answer(Err(RedisStoreError::UnexpectedReply { operation })),
+                }
             }
         }
         Ok(_) => fail(jobs, &RedisStoreError::UnexpectedReply { operation }),
@@ -1055,12 +1095,15 @@ pub(crate) async fn gather<I, A>(
 
 /// Sends validations in one call of the validate script, and each its answer.
 async fn validate_jobs(shared: Arc<Shared>, jobs: Vec<Job>) {
-    let mut items = Vec::with_capacity(jobs.len() * ITEM);
-    for j in &jobs {
-        items.extend_from_slice(&j.item);
+    // Identical validations (one session validated by several requests in the same
+    // millisecond: all of them see the same touch due) are sent once.
+    let (distinct, at) = distinct(&jobs);
+    let mut items = Vec::with_capacity(distinct.len() * ITEM);
+    for item in &distinct {
+        items.extend_from_slice(item);
     }
     let replies = shared.validate_batch(&items).await;
-    deliver(jobs, replies, "validate");
+    deliver_shared(jobs, replies, &at, "validate");
 }
 
 /// Sends reads in one pipeline of `HGET`s (resent once if the connection dropped: a read's
@@ -1072,11 +1115,13 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<Lookup>) {
     let Some((jobs, time_left)) = in_time(jobs, OP, budget) else {
         return;
     };
+    // One read per distinct key: concurrent validations of one session share it.
+    let (keys, at) = distinct(&jobs);
     let mut pipe = redis::pipe();
-    for j in &jobs {
+    for key in &keys {
         pipe.cmd("HGET")
-            .arg(shared.keys.bucket(&j.item))
-            .arg(j.item.as_bytes().as_slice());
+            .arg(shared.keys.bucket(key))
+            .arg(key.as_bytes().as_slice());
     }
     let pipe = &pipe;
     let values = shared
@@ -1095,7 +1140,7 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<Lookup>) {
         )
         .await
         .map(|values| values.into_iter().map(|v| v.map(Stored::from)).collect());
-    deliver(jobs, with_budget(values, budget), OP);
+    deliver_shared(jobs, with_budget(values, budget), &at, OP);
 }
 
 /// Sends creates in one call of the create script (resent once if the connection dropped:

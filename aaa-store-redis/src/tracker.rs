@@ -37,6 +37,7 @@
 //! every value carries its own deadlines, checked against the caller's clock, and a bucket's
 //! TTL runs `grace` past them (`grace` must cover the clock differences between hosts).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -360,8 +361,18 @@ impl Reader {
                 pipe.cmd("CLIENT").arg("GETREDIR");
                 pipe.cmd("EXISTS").arg(self.settings.barrier_key.as_slice());
             }
+            // One read per distinct key (concurrent validations of one session share it):
+            // `reads[i]` is the index of job i's read among the pipeline's reads.
+            let mut distinct: HashMap<CookieHash, usize> = HashMap::new();
+            let mut reads: Vec<Option<usize>> = Vec::with_capacity(jobs.len());
             for (job, hit) in jobs.iter().zip(&hits) {
-                if hit.is_none() {
+                if hit.is_some() {
+                    reads.push(None);
+                    continue;
+                }
+                let next = distinct.len();
+                let read = *distinct.entry(job.item).or_insert(next);
+                if read == next {
                     let name = self
                         .settings
                         .buckets
@@ -371,6 +382,7 @@ impl Reader {
                         .arg(name)
                         .arg(job.item.as_bytes().as_slice());
                 }
+                reads.push(Some(read));
             }
             let sent = tokio::time::timeout_at(
                 deadline.into(),
@@ -436,30 +448,45 @@ impl Reader {
             // A link dropped by a `Disconnection` push: what was read is still an answer, but
             // nothing more is cached.
             let caching = tracking && self.link.is_some();
+            // Each read's answer, in the order of `distinct`'s indexes.
+            let mut answers: Vec<Result<Option<Stored>, RedisStoreError>> = values
+                .by_ref()
+                .take(distinct.len())
+                .map(|value| match value {
+                    Value::BulkString(v) => Ok(Some(v.into())),
+                    Value::Nil => Ok(None),
+                    Value::ServerError(e) => Err(RedisStoreError::Redis {
+                        operation: OP,
+                        source: e.into(),
+                    }),
+                    _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
+                })
+                .collect();
+            answers.resize_with(distinct.len(), || {
+                Err(RedisStoreError::UnexpectedReply { operation: OP })
+            });
+            if caching {
+                for (key, &read) in &distinct {
+                    if let Some(Ok(Some(v))) = answers.get(read)
+                        && !invalidated.contains(bucket_of(key))
+                    {
+                        self.cache.insert(*key, v.clone());
+                    }
+                }
+            }
             let mut again = Vec::new();
-            for (job, hit) in jobs.into_iter().zip(hits) {
-                let bucket = bucket_of(&job.item);
-                if hit.is_some() && invalidated.contains(bucket) {
+            for ((job, hit), read) in jobs.into_iter().zip(hits).zip(reads) {
+                if hit.is_some() && invalidated.contains(bucket_of(&job.item)) {
                     again.push(job);
                     continue;
                 }
-                let answer = match hit {
-                    Some(v) => Ok(Some(v)),
-                    None => match values.next() {
-                        Some(Value::BulkString(v)) => {
-                            let v: Stored = v.into();
-                            if caching && !invalidated.contains(bucket) {
-                                self.cache.insert(job.item, v.clone());
-                            }
-                            Ok(Some(v))
-                        }
-                        Some(Value::Nil) => Ok(None),
-                        Some(Value::ServerError(e)) => Err(RedisStoreError::Redis {
-                            operation: OP,
-                            source: e.into(),
-                        }),
-                        _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
-                    },
+                let answer = match (hit, read) {
+                    (Some(v), _) => Ok(Some(v)),
+                    (None, Some(read)) => answers
+                        .get(read)
+                        .cloned()
+                        .unwrap_or(Err(RedisStoreError::UnexpectedReply { operation: OP })),
+                    (None, None) => Err(RedisStoreError::UnexpectedReply { operation: OP }),
                 };
                 job.answer(answer);
             }

@@ -248,3 +248,50 @@ async fn a_server_that_refuses_reads_fails_cached_validations_too() {
     // Its data is kept when it stops being a replica of nothing: valid again.
     assert!(valid(&s, &r.key, now).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_validations_of_one_session_share_their_read_and_their_touch() {
+    // Many requests of one user at once (a page loading its resources) validate one cookie
+    // together: they share one read, and the validations due a touch share one script item
+    // (the server's commands, counted: a script's commands count too).
+    let server = RedisServer::start();
+    let s = std::sync::Arc::new(store(&server.url(), &unique_prefix("share")).await);
+    let now = SystemTime::now();
+    let r = create(&s, now).await;
+    let at_once = |at: SystemTime, touch: bool| {
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let (s, key) = (s.clone(), r.key);
+                tokio::spawn(async move {
+                    s.validate_id(&key, at, touch, Duration::from_secs(1))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        async move {
+            for t in tasks {
+                assert_eq!(t.await.unwrap(), Some(r.id));
+            }
+        }
+    };
+    let reads = calls(&server, "hget");
+    at_once(now, false).await;
+    let reads = calls(&server, "hget") - reads;
+    assert!(
+        reads <= 10,
+        "{reads} reads for 100 validations of one session"
+    );
+    // Five seconds later every one of them is due a touch, at the same time: one touch, and
+    // one script item per script call (at most four calls in flight), not one per request
+    // (typically under 16 reads in all; sent one by one, 100 and more).
+    let later = now + Duration::from_secs(5);
+    let (reads, touches) = (calls(&server, "hget"), calls(&server, "hset"));
+    at_once(later, true).await;
+    let (reads, touches) = (
+        calls(&server, "hget") - reads,
+        calls(&server, "hset") - touches,
+    );
+    assert_eq!(touches, 1);
+    assert!(reads <= 50, "{reads} reads for 100 validations due a touch");
+}
