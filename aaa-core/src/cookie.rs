@@ -232,8 +232,10 @@ impl std::hash::Hasher for CookieHasher {
 
 /// A session's public identifier, for operators (`show session`, `clear session <id>`).
 ///
-/// Random, unique in the store, and unrelated to the cookie: knowing it grants nothing.
-/// Written as lower-case hexadecimal (8 digits for the ids aaa makes).
+/// Random, unique in the store, and tells nothing of use about the cookie: knowing it grants
+/// nothing. (A store may shape the ids it makes: the Redis store's carry the 12 bits of the
+/// cookie hash's bucket, of 256 random bits.) Written as lower-case hexadecimal (8 digits for
+/// the ids aaa makes).
 #[derive(Clone, Copy, Hash, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SessionId(u64);
 

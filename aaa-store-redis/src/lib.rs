@@ -33,8 +33,8 @@
 //!
 //! # Keys: one hash tag per prefix
 //!
-//! Every key of a prefix `P` (default `aaa`) starts with the hash tag `{P}`, so a whole session
-//! table lives in one cluster slot and **every operation is one Lua script**, atomic on Redis and
+//! Every key of a prefix `P` (default `aaa`) starts with the hash tag `{P}`, then the version
+//! of the layout below (`v3:`), so a whole session table lives in one cluster slot and **every operation is one Lua script**, atomic on Redis and
 //! on Redis Cluster alike. Insert-if-absent on both key and id, the per-user and total limits,
 //! and exactly-once claims of expired sessions must each be one atomic step, and Redis Cluster
 //! has no transaction across slots. One device group's management sessions (even 100,000 of
@@ -48,10 +48,10 @@
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `{P}s:<b>` | hash | bucket `b` of the sessions, `b` = the key's first two bytes mod 4096: 32 bytes of `SHA-256(cookie)` → the record, encoded (below); and of the id index, `b` = the id mod 4096: 8-byte big-endian id → 32-byte key |
-//! | `{P}u:` + username | hash | that user's 8-byte ids, with empty values: the user index, kept only once a create has asked for a per-user limit (below) |
-//! | `{P}due` | sorted set | each session bucket `b`, scored by a lower bound of the earliest deadline in it (ms since the epoch); the member `n`, whose score is 2^50 + the number of sessions; `r`, 2^51 + when that number was last made exact; and `p` (2^51) while the user index is kept |
-//! | `{P}barrier` | — | never written: every batch of cached validation reads reads it (below), so that a server refusing reads fails them all |
+//! | `{P}v3:s:<b>` | hash | bucket `b` of the sessions, `b` = the key's first two bytes mod 4096: 32 bytes of `SHA-256(cookie)` → the record, encoded (below); and of the id index, `b` = the id mod 4096: 8-byte big-endian id → 32-byte key |
+//! | `{P}v3:u:` + username | hash | that user's 8-byte ids, with empty values: the user index, kept only once a create has asked for a per-user limit (below) |
+//! | `{P}v3:due` | sorted set | each session bucket `b`, scored by a lower bound of the earliest deadline in it (ms since the epoch); the member `n`, whose score is 2^50 + the number of sessions; `r`, 2^51 + when that number was last made exact; and `p` (2^51) while the user index is kept |
+//! | `{P}v3:barrier` | — | never written: every batch of cached validation reads reads it (below), so that a server refusing reads fails them all |
 //!
 //! **A session and its id's index entry share a bucket.** The ids the store makes
 //! ([`SessionStore::new_id`](aaa_core::SessionStore::new_id), which the session manager uses)
@@ -62,10 +62,11 @@
 //!
 //! Only the hash of a cookie is stored, never the cookie. The raw 32 bytes (not hex) keep the
 //! memory per session low. With up to 64 sessions in a bucket (a session and its index entry
-//! are two fields; about 200,000 sessions in a table, as they spread unevenly) every bucket
-//! stays a listpack with Redis' default `hash-max-listpack-entries 128` and
-//! `hash-max-listpack-value 64` (a value is 49 bytes for an IPv4 address and a 10-character
-//! name; a longer one makes its bucket a regular hash: correct, only bigger).
+//! are two fields) a bucket stays a listpack with Redis' default `hash-max-listpack-entries
+//! 128` and `hash-max-listpack-value 64` — all of them, in all likelihood, up to about 150,000
+//! sessions in a table (sessions spread unevenly; a value is 49 bytes for an IPv4 address and
+//! a 10-character name). A bigger bucket, or a longer value, makes its bucket a regular hash:
+//! correct, only bigger.
 //!
 //! **Every key has a TTL.** Every key a create or a touch writes lives at least `grace`
 //! (default 60 s) past the deadline of the session written (a minute more when extended, so a
@@ -80,8 +81,8 @@
 //! **The user index costs only the tables that use it.** Only a per-user limit reads it, and
 //! keeping it is a fifth of a create's cost, so a table whose creates never ask for one has
 //! none. The first create with a per-user limit builds it from the sessions there are, in one
-//! pass over the table inside that create's script, and marks `{P}due` with `p`; from then on
-//! every create keeps it, with or without a limit of its own. Should `{P}due` be lost, the next
+//! pass over the table inside that create's script, and marks `{P}v3:due` with `p`; from then on
+//! every create keeps it, with or without a limit of its own. Should `{P}v3:due` be lost, the next
 //! create with a per-user limit builds the index again. The build blocks the server while it
 //! runs (measured 0.3–0.5 s per 100,000 sessions; nothing for an empty table): a table that
 //! may use per-user limits should have one from its first session. Past the response timeout
@@ -92,10 +93,11 @@
 //! this one before the mark: upgrade the processes of a prefix together.
 //!
 //! The server must not evict the table's keys (`maxmemory-policy noeviction`, Redis' default):
-//! an evicted bucket loses sessions, an evicted `{P}due` leaves its buckets' expired sessions
-//! unclaimed until their TTL. The layout is version 3 of the store: processes of an earlier
-//! version (one key per session; or the id index in `{P}i:` hashes) do not see these sessions
-//! or their ids; upgrade all processes of a prefix together.
+//! an evicted bucket loses sessions, an evicted `{P}v3:due` leaves its buckets' expired sessions
+//! unclaimed until their TTL. The layout is version 3 of the store, and its version is in
+//! every key's name: processes of an earlier version (a key per session; or the id index in
+//! hashes of its own, under unversioned names) never read this table's keys nor write them, so
+//! they cannot damage it — nor see its sessions: upgrade all processes of a prefix together.
 //!
 //! # Operations
 //!
@@ -104,7 +106,7 @@
 //!   its deadline does not count, even before it is claimed), then writes the session, its
 //!   index entries and its bucket's score. Concurrent creates are sent together: one script
 //!   call carries many (packed in one argument), each still one atomic step; the bucket-index
-//!   writes and the TTL extensions of the users' hashes and of `{P}due` are made once at its
+//!   writes and the TTL extensions of the users' hashes and of `{P}v3:due` are made once at its
 //!   end (a session's buckets are extended as it is written).
 //! - `validate`: first a read, and when the value says the session is live and no touch is
 //!   due (or `touch` is off), that is the answer: a read writes and recreates nothing.
@@ -120,7 +122,7 @@
 //!   on that connection whenever a bucket it read changes — in any process, by a create, a
 //!   touch, a removal, an expiry or a flush. A cached value is never answered on the strength
 //!   of the cache alone: every batch of reads carries a round trip to the server (`CLIENT
-//!   GETREDIR`, tracking still on, and `EXISTS {P}barrier`, a read the server refuses when it
+//!   GETREDIR`, tracking still on, and `EXISTS {P}v3:barrier`, a read the server refuses when it
 //!   refuses reads) sent after each of its reads began, and the cached answers wait for its
 //!   replies and for the invalidations that came before them. So a `clear session` that
 //!   completed in another process before a validation began always makes it "no session"

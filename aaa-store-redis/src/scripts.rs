@@ -4,15 +4,16 @@
 //! handed to Redis commands go through `num` (decimal, never an exponent); the value layout is
 //! that of `codec` (1-based in Lua: version at 1, id at 2–9, last activity at 10, start at 16,
 //! idle timeout at 22, absolute deadline at 28, flags at 34, address from 35). `ARGV[1]` is
-//! always the hash tag `{P}`: the scripts name the keys of the table from it, and `KEYS[1]`
-//! (the bucket index `{P}due`, in the same slot) routes the call on Redis Cluster.
+//! always the names' base `{P}v3:` (hash tag and layout version; `tag` in the scripts): the
+//! scripts name the keys of the table from it, and `KEYS[1]` (the bucket index `{P}v3:due`,
+//! in the same slot) routes the call on Redis Cluster.
 //!
-//! Layout (see the crate docs): `{P}s:<b>` hashes (the buckets) hold the sessions (field:
+//! Layout (see the crate docs): `{P}v3:s:<b>` hashes (the buckets) hold the sessions (field:
 //! 32-byte key, value: the record), `b` = the key's first two bytes mod 4096, and the id index
 //! (field: 8-byte id, value: the key), `b` = the id mod 4096 — the ids this store makes carry
 //! their key's bucket in their low 12 bits, so a session and its index entry share one hash;
-//! `{P}u:<name>` hashes hold a user's ids, once a create with a per-user limit has asked for
-//! them (the user index); `{P}due` scores each bucket with a lower bound of the earliest
+//! `{P}v3:u:<name>` hashes hold a user's ids, once a create with a per-user limit has asked for
+//! them (the user index); `{P}v3:due` scores each bucket with a lower bound of the earliest
 //! deadline of its sessions, and holds the count of sessions as the score of its member `n`,
 //! offset by 2^50 (above any time, so never due), and the member `p` while the user index is
 //! kept. Fields of 8 bytes are index entries, every other field is a session (one whose key is
@@ -167,8 +168,8 @@ end
 -- count, made exact by counting the buckets if it is unknown or was last made exact 10 s ago
 -- or more (it drifts only if Redis drops a bucket by its TTL), less the expired sessions not
 -- yet claimed (which only buckets due by now hold). The buckets hold each session and its
--- index entry: half their fields. (Index entries left stale, when a session of an id made
--- elsewhere lost its bucket by TTL, or a value was corrupted, add half of one each.)
+-- index entry: half their fields. (Only for ids made elsewhere, or corrupted values: a stale
+-- entry adds half a session, a session left without its entry takes half of one away.)
 local function count_live(now)
   local c = redis.call('ZSCORE', due, 'n')
   local at = redis.call('ZSCORE', due, 'r')

@@ -32,9 +32,12 @@ use crate::tracker::{self, Lookup, Reader, Settings, Stored};
 
 /// Buckets per table (of sessions and of the id index alike): a layout constant, the same in
 /// every process (the scripts hold it too). With up to 64 sessions in a bucket (a session and
-/// its index entry are two fields; about 200,000 sessions in a table) every bucket stays a
-/// compactly stored hash.
+/// its index entry are two fields) every bucket stays a compactly stored hash: all of them,
+/// in all likelihood, up to about 150,000 sessions in a table (they spread unevenly).
 pub(crate) const BUCKETS: u16 = 4096;
+/// The layout's version, after the hash tag in every key name (see `Keys::base`). Version 3:
+/// the id index in the session buckets (2: in hashes of its own; 1: a key per session).
+const LAYOUT: &str = "v3:";
 /// Keys per `contains` script call.
 const PAGE: usize = 1000;
 /// Session buckets per `list` script call: with 100,000 sessions a page is ~800 of them, a
@@ -61,27 +64,29 @@ fn ms(d: Duration) -> u64 {
 /// session table lives in one cluster slot and each operation is one script.
 #[derive(Debug, Clone)]
 struct Keys {
-    /// `{P}`: the scripts build every other name from it.
-    tag: Vec<u8>,
-    /// `{P}due` — sorted set: session bucket number, scored by a lower bound of the earliest
+    /// `{P}v3:`: the hash tag, then the layout's version. The scripts build every other name
+    /// from it; a change of layout changes the version, so that processes of different
+    /// layouts sharing a prefix never read each other's keys as their own.
+    base: Vec<u8>,
+    /// `{P}v3:due` — sorted set: session bucket number, scored by a lower bound of the earliest
     /// deadline in that bucket (ms). `KEYS[1]` of every script: it routes calls on a cluster.
     due: Vec<u8>,
-    /// `{P}s:<b>` for every bucket `b`: hashes of the sessions (32-byte key → value) and of
+    /// `{P}v3:s:<b>` for every bucket `b`: hashes of the sessions (32-byte key → value) and of
     /// the id index (8-byte id → 32-byte key).
     buckets: Arc<Vec<Vec<u8>>>,
 }
 
 impl Keys {
     fn new(prefix: &str) -> Self {
-        let tag = format!("{{{prefix}}}");
+        let base = format!("{{{prefix}}}{LAYOUT}");
         Self {
-            due: format!("{tag}due").into_bytes(),
+            due: format!("{base}due").into_bytes(),
             buckets: Arc::new(
                 (0..BUCKETS)
-                    .map(|b| format!("{tag}s:{b}").into_bytes())
+                    .map(|b| format!("{base}s:{b}").into_bytes())
                     .collect(),
             ),
-            tag: tag.into_bytes(),
+            base: base.into_bytes(),
         }
     }
     /// The name of the hash that holds the session under `key`.
@@ -430,8 +435,8 @@ impl RedisStore {
                             connect_timeout: c.connect_timeout(),
                             response_timeout: c.response_timeout(),
                             budget: c.operation_timeout(),
-                            bucket_prefix: [shared.keys.tag.as_slice(), b"s:"].concat(),
-                            barrier_key: [shared.keys.tag.as_slice(), b"barrier"].concat(),
+                            bucket_prefix: [shared.keys.base.as_slice(), b"s:"].concat(),
+                            barrier_key: [shared.keys.base.as_slice(), b"barrier"].concat(),
                             buckets: shared.keys.buckets.clone(),
                         });
                         rt.spawn(tracker::run(read_rx, reader));
@@ -699,7 +704,7 @@ impl RedisStore {
         let keys = &self.shared.keys;
         let mut inv = REMOVE_SCRIPT.prepare_invoke();
         inv.key(&keys.due)
-            .arg(&keys.tag)
+            .arg(&keys.base)
             .arg(key.as_bytes().as_slice());
         match self.shared.invoke_once(OP, &inv).await? {
             Value::Nil => Ok(None),
@@ -716,7 +721,7 @@ impl RedisStore {
         let keys = &self.shared.keys;
         let mut inv = REMOVE_BY_ID_SCRIPT.prepare_invoke();
         inv.key(&keys.due)
-            .arg(&keys.tag)
+            .arg(&keys.base)
             .arg(id.as_u64().to_be_bytes().as_slice());
         match self.shared.invoke_once(OP, &inv).await? {
             Value::Nil => Ok(None),
@@ -775,7 +780,7 @@ impl RedisStore {
         let keys = &self.shared.keys;
         let mut inv = CLAIM_SCRIPT.prepare_invoke();
         inv.key(&keys.due)
-            .arg(&keys.tag)
+            .arg(&keys.base)
             .arg(unix_ms(now).min(MAX_MS))
             .arg(max)
             .arg(self.shared.backstop_ms());
@@ -821,7 +826,7 @@ impl RedisStore {
             }
             let mut inv = CONTAINS_SCRIPT.prepare_invoke();
             inv.key(&self.shared.keys.due)
-                .arg(&self.shared.keys.tag)
+                .arg(&self.shared.keys.base)
                 .arg(unix_ms(now).min(MAX_MS))
                 .arg(self.shared.backstop_ms())
                 .arg(packed);
@@ -932,7 +937,8 @@ impl CreateItem {
         packed.extend_from_slice(&limits.total.unwrap_or(0).to_be_bytes());
         // The names and decimal text the script uses as they are: building them in Lua costs
         // the server more (each string operation is a call, formatting a number a printf).
-        // `encode` keeps the value within 255 bytes, so no length overflows its field.
+        // A value is at most about 560 bytes (`encode` limits the username and a named
+        // mechanism to 255 bytes each): no length overflows its field (checked all the same).
         let mut digits = itoa::Buffer::new();
         let id_bucket_name: &[u8] = if id_bucket(record.id) == bucket {
             &[]
@@ -1170,7 +1176,7 @@ impl Shared {
         const OP: &str = "list";
         let mut inv = LIST_PAGE_SCRIPT.prepare_invoke();
         inv.key(&self.keys.due)
-            .arg(&self.keys.tag)
+            .arg(&self.keys.base)
             .arg(from)
             .arg(from.saturating_add(LIST_BUCKETS).min(BUCKETS))
             .arg(now_ms)
@@ -1194,7 +1200,7 @@ impl Shared {
         const OP: &str = "create";
         let mut inv = CREATE_SCRIPT.prepare_invoke();
         inv.key(&self.keys.due)
-            .arg(&self.keys.tag)
+            .arg(&self.keys.base)
             .arg(self.backstop_ms());
         let mut packed = Vec::with_capacity(items.iter().map(|i| i.packed.len()).sum());
         for item in items {
@@ -1358,7 +1364,7 @@ impl Shared {
         const OP: &str = "validate";
         let mut inv = VALIDATE_SCRIPT.prepare_invoke();
         inv.key(&self.keys.due)
-            .arg(&self.keys.tag)
+            .arg(&self.keys.base)
             .arg(self.grace_ms())
             .arg(self.backstop_ms())
             .arg(items);
@@ -1461,21 +1467,21 @@ mod tests {
     #[test]
     fn keys_share_one_hash_tag() {
         let k = Keys::new("dev1");
-        assert_eq!(k.tag, b"{dev1}");
-        assert_eq!(k.due, b"{dev1}due");
+        assert_eq!(k.base, b"{dev1}v3:");
+        assert_eq!(k.due, b"{dev1}v3:due");
         // 0xabcd % 4096 = 0xbcd = 3021
         let mut raw = [0u8; 32];
         raw[0] = 0xab;
         raw[1] = 0xcd;
         let h = CookieHash::from_bytes(raw);
         assert_eq!(bucket_of(&h), 3021);
-        assert_eq!(k.bucket(&h), b"{dev1}s:3021");
+        assert_eq!(k.bucket(&h), b"{dev1}v3:s:3021");
         assert_eq!(k.buckets.len(), usize::from(BUCKETS));
         // The id bucket is the id mod 4096, as the scripts' `ib` computes it (the create
         // script takes the names from the client): 0x1234 % 4096 = 0x234.
         let id = SessionId::from_u64(0x1234);
         assert_eq!(id_bucket(id), 564);
-        assert_eq!(k.id_bucket(id), b"{dev1}s:564");
+        assert_eq!(k.id_bucket(id), b"{dev1}v3:s:564");
     }
 
     #[test]

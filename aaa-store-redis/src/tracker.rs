@@ -7,7 +7,7 @@
 //!
 //! **A cached value is never answered on the strength of the cache alone.** Lookups are sent in
 //! batches; every batch carries a *barrier* sent after each of its lookups began — `CLIENT
-//! GETREDIR` (tracking still on) and `EXISTS {P}barrier` (a key never written: a read that the
+//! GETREDIR` (tracking still on) and `EXISTS {P}v3:barrier` (a key never written: a read that the
 //! server refuses whenever it refuses reads, on a replica cut from its master or for an ACL
 //! that lost the keys) — and the cached answers are given only once the barrier's replies are
 //! in, are both good, and the invalidations that came before them are applied. A change that
@@ -79,9 +79,9 @@ pub(crate) struct Settings {
     pub(crate) response_timeout: Duration,
     /// The operation budget (reported in timeouts).
     pub(crate) budget: Duration,
-    /// `{P}s:` — the names of the session buckets start with it.
+    /// `{P}v3:s:` — the names of the session buckets start with it.
     pub(crate) bucket_prefix: Vec<u8>,
-    /// `{P}barrier`: a key never written, read by every barrier.
+    /// `{P}v3:barrier`: a key never written, read by every barrier.
     pub(crate) barrier_key: Vec<u8>,
     /// The bucket names, by number.
     pub(crate) buckets: Arc<Vec<Vec<u8>>>,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use aaa_core::{AaaError, Identity, Mechanism};
 use aaa_session::SessionManager;
 use aaa_store_redis::{RedisConfig, RedisStore};
-use testkit::redis::{RedisCluster, unique_prefix};
+use testkit::redis::{RedisCluster, base, unique_prefix};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_is_replaced_by_its_replica() {
@@ -36,7 +36,7 @@ async fn a_killed_master_is_replaced_by_its_replica() {
     }
     // The table's master, and its replica caught up with it.
     let slot: u16 = cluster
-        .cli(&["CLUSTER", "KEYSLOT", &format!("{{{prefix}}}due")])
+        .cli(&["CLUSTER", "KEYSLOT", &format!("{}due", base(&prefix))])
         .parse()
         .unwrap();
     let master = cluster.master_of(slot).expect("a master serves the slot");

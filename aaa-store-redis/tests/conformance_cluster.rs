@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use aaa_core::SessionStore;
 use aaa_store_redis::{RedisConfig, RedisStore};
-use testkit::redis::{RedisCluster, unique_prefix};
+use testkit::redis::{RedisCluster, base, unique_prefix};
 
 async fn store() -> Arc<dyn SessionStore> {
     let config = RedisConfig::from_url(&RedisCluster::shared().url())
@@ -41,7 +41,7 @@ async fn tables_spread_over_the_masters() {
         assert!(store.get(&r.key, now).await.unwrap().is_some());
         // Which node holds `{prefix}due`?
         let slot: u16 = cluster
-            .cli(&["CLUSTER", "KEYSLOT", &format!("{{{prefix}}}due")])
+            .cli(&["CLUSTER", "KEYSLOT", &format!("{}due", base(&prefix))])
             .parse()
             .unwrap();
         let holders: Vec<u16> = cluster

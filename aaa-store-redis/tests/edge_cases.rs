@@ -9,7 +9,7 @@ use std::time::Duration;
 use aaa_core::{CreateOutcome, SessionId, SessionLimits, SessionStore};
 use aaa_store_redis::{RedisConfig, RedisStore};
 use testkit::conformance::{base_time, record};
-use testkit::redis::{RedisServer, layout, session_bucket, unique_prefix};
+use testkit::redis::{RedisServer, base, layout, session_bucket, unique_prefix};
 
 async fn store(prefix: &str, backstop: Option<Duration>) -> RedisStore {
     let mut config = RedisConfig::from_url(&RedisServer::shared().url())
@@ -172,7 +172,7 @@ async fn stale_index_entries_heal() {
     // made exact again when a total limit needs it); it expires by itself. (No create here
     // had a per-user limit: the table keeps no user index.)
     let left = keys_of(&prefix).await;
-    assert_eq!(left, vec![format!("{{{prefix}}}due").into_bytes()]);
+    assert_eq!(left, vec![format!("{}due", base(&prefix)).into_bytes()]);
     for k in &left {
         let pttl: i64 = RedisServer::shared()
             .cli_bytes(&[b"PTTL", k])
@@ -408,7 +408,7 @@ async fn a_removal_never_recreates_the_index_without_a_ttl() {
             CreateOutcome::Created
         );
     }
-    let due = format!("{{{prefix}}}due");
+    let due = format!("{}due", base(&prefix));
     RedisServer::shared().cli(&["DEL", &due]);
     assert!(s.remove(&a.key).await.unwrap().is_some());
     assert!(!keys_of(&prefix).await.contains(&due.clone().into_bytes()));
@@ -441,7 +441,7 @@ async fn the_user_index_is_built_when_a_per_user_limit_first_asks() {
         per_user: Some(n),
         total: None,
     };
-    let user_key = |name: &str| format!("{{{prefix}}}u:{name}").into_bytes();
+    let user_key = |name: &str| format!("{}u:{name}", base(&prefix)).into_bytes();
     let a1 = record("alice", now, hour(), None);
     let a2 = record("alice", now, hour(), None);
     let b1 = record("bob", now, hour(), None);
@@ -487,7 +487,7 @@ async fn the_user_index_is_built_when_a_per_user_limit_first_asks() {
 
     // The bucket index lost (with its mark): creates without a limit stop keeping the user
     // index, and the next create with one builds it again, counting them.
-    RedisServer::shared().cli(&["DEL", &format!("{{{prefix}}}due")]);
+    RedisServer::shared().cli(&["DEL", &format!("{}due", base(&prefix))]);
     let c1 = record("carol", now, hour(), None);
     assert_eq!(s.create(&c1, &none).await.unwrap(), CreateOutcome::Created);
     assert!(!keys_of(&prefix).await.contains(&user_key("carol")));
@@ -560,7 +560,7 @@ async fn a_listing_longer_than_the_response_timeout_succeeds() {
         let _: () = redis::cmd("EVAL")
             .arg(plant)
             .arg(0)
-            .arg(format!("{{{prefix}}}"))
+            .arg(base(&prefix))
             .arg(from)
             .arg((from + 20_000).min(N))
             .arg(&value)

@@ -11,7 +11,7 @@ use aaa_core::{Clock, Identity, ManualClock, Mechanism, SessionStore};
 use aaa_session::{SessionConfig, SessionManager};
 use aaa_store_redis::{RedisConfig, RedisStore};
 use redis::AsyncCommands;
-use testkit::redis::{RedisServer, layout, session_bucket, unique_prefix};
+use testkit::redis::{RedisServer, base, layout, session_bucket, unique_prefix};
 
 const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
 
@@ -243,7 +243,7 @@ async fn keys_hold_no_cookie_and_always_expire() {
     let dump = dump(&mut con, &prefix).await;
     let (key, blobs, _) = dump
         .iter()
-        .find(|(k, _, _)| k.starts_with(format!("{{{prefix}}}s:").as_bytes()))
+        .find(|(k, _, _)| k.starts_with(format!("{}s:", base(&prefix)).as_bytes()))
         .unwrap();
     assert_eq!(blobs[0].len(), 32, "field: the cookie's hash");
     assert!(blobs[1].len() <= 64, "value of {} bytes", blobs[1].len());

@@ -184,12 +184,18 @@ fn free_port(cluster: bool) -> u16 {
     panic!("no free loopback port found");
 }
 
+/// The start of every key name of the table of `prefix`: its hash tag and the store's layout
+/// version (`{prefix}v3:`).
+pub fn base(prefix: &str) -> String {
+    format!("{{{prefix}}}v3:")
+}
+
 /// The name of the hash that holds the session under `key` in the table of `prefix`: bucket
 /// `(first two bytes) mod 4096` (the store's layout, written out here on its own so that tests
 /// check it rather than reuse it).
 pub fn session_bucket(prefix: &str, key: &aaa_core::CookieHash) -> Vec<u8> {
     let &[b0, b1, ..] = key.as_bytes();
-    format!("{{{prefix}}}s:{}", u16::from_be_bytes([b0, b1]) % 4096).into_bytes()
+    format!("{}s:{}", base(prefix), u16::from_be_bytes([b0, b1]) % 4096).into_bytes()
 }
 
 /// The keys a table of `prefix` must hold for `sessions` (key, id, username): their session
@@ -201,12 +207,13 @@ pub fn layout<'a>(
     sessions: impl IntoIterator<Item = (aaa_core::CookieHash, u64, &'a str)>,
     users: bool,
 ) -> Vec<Vec<u8>> {
-    let mut want = vec![format!("{{{prefix}}}due").into_bytes()];
+    let base = base(prefix);
+    let mut want = vec![format!("{base}due").into_bytes()];
     for (key, id, username) in sessions {
         want.push(session_bucket(prefix, &key));
-        want.push(format!("{{{prefix}}}s:{}", id % 4096).into_bytes());
+        want.push(format!("{base}s:{}", id % 4096).into_bytes());
         if users {
-            want.push(format!("{{{prefix}}}u:{username}").into_bytes());
+            want.push(format!("{base}u:{username}").into_bytes());
         }
     }
     want.sort();
