@@ -34,8 +34,8 @@
 //! # Keys: one hash tag per prefix
 //!
 //! Every key of a prefix `P` (default `aaa`) starts with the hash tag `{P}`, then the version
-//! of the layout below (`v3:`), so a whole session table lives in one cluster slot and **every operation is one Lua script**, atomic on Redis and
-//! on Redis Cluster alike. Insert-if-absent on both key and id, the per-user and total limits,
+//! of the layout below (`v3:`), so a whole session table lives in one cluster slot and
+//! **every operation is one Lua script**, atomic on Redis and on Redis Cluster alike. Insert-if-absent on both key and id, the per-user and total limits,
 //! and exactly-once claims of expired sessions must each be one atomic step, and Redis Cluster
 //! has no transaction across slots. One device group's management sessions (even 100,000 of
 //! them) fit one master easily; a cluster spreads device groups (prefixes) over its masters and

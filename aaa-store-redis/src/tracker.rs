@@ -7,8 +7,8 @@
 //!
 //! **A cached value is never answered on the strength of the cache alone.** Lookups are sent in
 //! batches; every batch carries a *barrier* sent after each of its lookups began — `CLIENT
-//! GETREDIR` (tracking still on) and `EXISTS {P}v3:barrier` (a key never written: a read that the
-//! server refuses whenever it refuses reads, on a replica cut from its master or for an ACL
+//! GETREDIR` (tracking still on) and `EXISTS {P}v3:barrier` (a key never written: a read that
+//! the server refuses whenever it refuses reads, on a replica cut from its master or for an ACL
 //! that lost the keys) — and the cached answers are given only once the barrier's replies are
 //! in, are both good, and the invalidations that came before them are applied. A change that
 //! completed before a validation began (a `clear session` in another process, say) was pushed
