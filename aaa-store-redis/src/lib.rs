@@ -121,7 +121,8 @@
 //!   ON`, RESP3): the store keeps the values it read, and the server pushes an invalidation
 //!   on that connection whenever a bucket it read changes — in any process, by a create, a
 //!   touch, a removal, an expiry or a flush. A cached value is never answered on the strength
-//!   of the cache alone: every batch of reads carries a round trip to the server (`CLIENT
+//!   of the cache alone (except to send the validation to the validate script, which reads
+//!   the session itself: when the cached value says a touch is due): every batch of reads carries a round trip to the server (`CLIENT
 //!   GETREDIR`, tracking still on, and `EXISTS {P}v3:barrier`, a read the server refuses when it
 //!   refuses reads) sent after each of its reads began, and the cached answers wait for its
 //!   replies and for the invalidations that came before them. So a `clear session` that

@@ -28,7 +28,7 @@ use crate::scripts::{
     CLAIM_SCRIPT, CONTAINS_SCRIPT, CREATE_SCRIPT, LIST_PAGE_SCRIPT, REMOVE_BY_ID_SCRIPT,
     REMOVE_SCRIPT, VALIDATE_SCRIPT,
 };
-use crate::tracker::{self, Lookup, Reader, Settings, Stored};
+use crate::tracker::{self, Lookup, Read, Reader, Settings, Stored};
 
 /// Buckets per table (of sessions and of the id index alike): a layout constant, the same in
 /// every process (the scripts hold it too). With up to 64 sessions in a bucket (a session and
@@ -275,16 +275,20 @@ fn deliver<I, A>(
     }
 }
 
-/// The distinct items of `jobs`, and for each job the index of its item among them: jobs
-/// with the same item share one request and its answer.
-fn distinct<I: Copy + Eq + Hash, A>(jobs: &[Pending<I, A>]) -> (Vec<I>, Vec<usize>) {
-    let mut index: HashMap<I, usize> = HashMap::with_capacity(jobs.len());
+/// The distinct keys (`key` of each item) of `jobs`, and for each job the index of its key
+/// among them: jobs with the same key share one request and its answer.
+fn distinct<I, A, K: Copy + Eq + Hash>(
+    jobs: &[Pending<I, A>],
+    key: impl Fn(&I) -> K,
+) -> (Vec<K>, Vec<usize>) {
+    let mut index: HashMap<K, usize> = HashMap::with_capacity(jobs.len());
     let mut items = Vec::with_capacity(jobs.len());
     let at = jobs
         .iter()
         .map(|j| {
-            *index.entry(j.item).or_insert_with(|| {
-                items.push(j.item);
+            let k = key(&j.item);
+            *index.entry(k).or_insert_with(|| {
+                items.push(k);
                 items.len() - 1
             })
         })
@@ -573,24 +577,24 @@ impl RedisStore {
         granularity: Duration,
         id_only: bool,
     ) -> Result<Option<Validated>, RedisStoreError> {
-        let value = self.read(key, deadline).await?;
+        let read = Read {
+            key: *key,
+            now_ms: unix_ms(now).min(MAX_MS),
+            touch,
+            granularity_ms: ms(granularity),
+        };
+        let value = self.read(read, deadline).await?;
         let Some(value) = value else {
             return Ok(None);
         };
-        // A value that does not decode is for the script (and then `decode`) to report.
+        // Anything but a live session with nothing to write is for the script to decide (and
+        // a value that does not decode for the script, and then `decode`, to report).
+        if read.needs_script(&value) {
+            return Ok(None);
+        }
         let Ok(times) = peek(&value) else {
             return Ok(None);
         };
-        if times.idle_ms == 0 && times.absolute_ms == 0 {
-            return Ok(None);
-        }
-        let now_ms = unix_ms(now).min(MAX_MS);
-        if times.expired_at(now_ms) {
-            return Ok(None);
-        }
-        if touch && now_ms > times.last_ms && now_ms - times.last_ms >= ms(granularity) {
-            return Ok(None);
-        }
         Ok(Some(if id_only {
             Validated::Id(times.id)
         } else {
@@ -598,17 +602,16 @@ impl RedisStore {
         }))
     }
 
-    /// The value under `key`, read with whichever other reads are waiting (one pipeline).
-    async fn read(
-        &self,
-        key: &CookieHash,
-        deadline: Instant,
-    ) -> Result<Option<Stored>, RedisStoreError> {
+    /// The value under the key of `read`, read with whichever other reads are waiting (one
+    /// pipeline); or, when the value cached says that the validation goes to the script
+    /// anyway, that value at once (see `Read::needs_script`).
+    async fn read(&self, read: Read, deadline: Instant) -> Result<Option<Stored>, RedisStoreError> {
         const OP: &str = "validate";
+        let key = &read.key;
         if let Some(tx) = &self.reader {
             let (reply, answer) = oneshot::channel();
             let job = Lookup {
-                item: *key,
+                item: read,
                 deadline,
                 reply,
             };
@@ -1103,7 +1106,7 @@ pub(crate) async fn gather<I, A>(
 async fn validate_jobs(shared: Arc<Shared>, jobs: Vec<Job>) {
     // Identical validations (one session validated by several requests in the same
     // millisecond: all of them see the same touch due) are sent once.
-    let (distinct, at) = distinct(&jobs);
+    let (distinct, at) = distinct(&jobs, |item| *item);
     let mut items = Vec::with_capacity(distinct.len() * ITEM);
     for item in &distinct {
         items.extend_from_slice(item);
@@ -1122,7 +1125,7 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<Lookup>) {
         return;
     };
     // One read per distinct key: concurrent validations of one session share it.
-    let (keys, at) = distinct(&jobs);
+    let (keys, at) = distinct(&jobs, |read| read.key);
     let mut pipe = redis::pipe();
     for key in &keys {
         pipe.cmd("HGET")

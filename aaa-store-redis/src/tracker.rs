@@ -25,7 +25,13 @@
 //!   flush-all invalidation empties the whole cache;
 //! - a value read in a batch is cached only if no invalidation of its bucket arrived with the
 //!   batch's replies (it might have been the one for a change after the read);
-//! - a cached answer whose bucket was invalidated by the batch's barrier is read again.
+//! - a cached answer whose bucket was invalidated by the batch's barrier is read again;
+//! - the one exception to the barrier: a cached value that sends its caller to the validate
+//!   script whatever the server holds (a touch due, by the caller's time and granularity:
+//!   `Read::needs_script`) is answered at once, after the pushes received so far are applied.
+//!   The script reads the session itself, atomically: the cached value decides only that the
+//!   script runs, never what the validation answers. (A lookup answered so sends no barrier:
+//!   every batch applies the pushes received so far before anything else.)
 //!
 //! A server that refuses `CLIENT TRACKING` or `CLIENT GETREDIR` (an ACL without them, a
 //! Redis-compatible server without them) gets plain batched reads on the same connection,
@@ -49,6 +55,7 @@ use redis::{
 };
 use tokio::sync::mpsc;
 
+use crate::codec::peek;
 use crate::error::RedisStoreError;
 use crate::store::{BUCKETS, Pending, bucket_of, fail, gather, in_time};
 
@@ -68,9 +75,38 @@ static REFUSAL_LOGGED: AtomicBool = AtomicBool::new(false);
 /// A session value as read (shared by the cache and the answers).
 pub(crate) type Stored = Arc<[u8]>;
 
-/// One validation's read: the key (its item), when its caller stops waiting, and where the
-/// value goes.
-pub(crate) type Lookup = Pending<CookieHash, Option<Stored>>;
+/// One validation's read: its item, when its caller stops waiting, and where the value goes.
+pub(crate) type Lookup = Pending<Read, Option<Stored>>;
+
+/// What a validation reads: the session's key, and what its caller will do with the value —
+/// which values send it to the validate script whatever the server holds now (see
+/// [`Read::needs_script`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Read {
+    pub(crate) key: CookieHash,
+    /// The caller's time, in ms.
+    pub(crate) now_ms: u64,
+    /// Whether the caller touches, and its granularity in ms.
+    pub(crate) touch: bool,
+    pub(crate) granularity_ms: u64,
+}
+
+impl Read {
+    /// Whether `value` sends this validation to the validate script rather than answering it
+    /// (a touch is due, the session has expired or has no timeouts, the value does not decode):
+    /// the script reads the session itself, atomically, so such a value, even cached and not
+    /// yet confirmed by a barrier, may be answered at once.
+    pub(crate) fn needs_script(&self, value: &[u8]) -> bool {
+        let Ok(times) = peek(value) else {
+            return true;
+        };
+        (times.idle_ms == 0 && times.absolute_ms == 0)
+            || times.expired_at(self.now_ms)
+            || (self.touch
+                && self.now_ms > times.last_ms
+                && self.now_ms - times.last_ms >= self.granularity_ms)
+    }
+}
 
 /// What the reading task needs to open its connections.
 pub(crate) struct Settings {
@@ -343,6 +379,10 @@ impl Reader {
         let deadline = Instant::now() + time_left;
         let mut resent = false;
         loop {
+            // The invalidations come so far first: a cached value answered at once (below)
+            // must be the latest this connection has been told of. (Lookups answered at once
+            // send no barrier, so without this the pushes of their own touches would wait.)
+            self.apply_pushes();
             if self.link.is_none()
                 && let Err(e) = self.connect(deadline).await
             {
@@ -351,10 +391,23 @@ impl Reader {
             }
             let Some(link) = &mut self.link else { return };
             let tracking = link.tracking;
-            let hits: Vec<Option<Stored>> = jobs
-                .iter()
-                .map(|j| tracking.then(|| self.cache.get(&j.item)).flatten())
-                .collect();
+            // A cached value that sends its caller to the validate script anyway (a touch is
+            // due, typically) is answered at once: no barrier is needed for it.
+            let mut hits: Vec<Option<Stored>> = Vec::with_capacity(jobs.len());
+            let mut waiting = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                match tracking.then(|| self.cache.get(&job.item.key)).flatten() {
+                    Some(v) if job.item.needs_script(&v) => job.answer(Ok(Some(v))),
+                    hit => {
+                        hits.push(hit);
+                        waiting.push(job);
+                    }
+                }
+            }
+            jobs = waiting;
+            if jobs.is_empty() {
+                return;
+            }
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             if tracking {
@@ -371,16 +424,15 @@ impl Reader {
                     continue;
                 }
                 let next = distinct.len();
-                let read = *distinct.entry(job.item).or_insert(next);
+                let key = job.item.key;
+                let read = *distinct.entry(key).or_insert(next);
                 if read == next {
                     let name = self
                         .settings
                         .buckets
-                        .get(usize::from(bucket_of(&job.item)))
+                        .get(usize::from(bucket_of(&key)))
                         .map_or(&[][..], Vec::as_slice);
-                    pipe.cmd("HGET")
-                        .arg(name)
-                        .arg(job.item.as_bytes().as_slice());
+                    pipe.cmd("HGET").arg(name).arg(key.as_bytes().as_slice());
                 }
                 reads.push(Some(read));
             }
@@ -476,7 +528,7 @@ impl Reader {
             }
             let mut again = Vec::new();
             for ((job, hit), read) in jobs.into_iter().zip(hits).zip(reads) {
-                if hit.is_some() && invalidated.contains(bucket_of(&job.item)) {
+                if hit.is_some() && invalidated.contains(bucket_of(&job.item.key)) {
                     again.push(job);
                     continue;
                 }

@@ -295,3 +295,75 @@ async fn concurrent_validations_of_one_session_share_their_read_and_their_touch(
     assert_eq!(touches, 1);
     assert!(reads <= 50, "{reads} reads for 100 validations due a touch");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validation_due_a_touch_goes_to_the_script_without_a_barrier() {
+    // A cached value that says a touch is due sends the validation to the validate script,
+    // which reads the session itself: no barrier is waited for first. The script still sees
+    // every change: a session removed in another process is gone for it.
+    let server = RedisServer::start();
+    let prefix = unique_prefix("touchdue");
+    let (a, b) = (
+        store(&server.url(), &prefix).await,
+        store(&server.url(), &prefix).await,
+    );
+    let now = SystemTime::now();
+    let granularity = Duration::from_secs(1);
+    let (r, gone) = (create(&a, now).await, create(&a, now).await);
+    for key in [&r.key, &gone.key] {
+        // Cached in b (no touch due yet).
+        assert!(
+            b.validate_id(key, now, true, granularity)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    a.remove(&gone.key).await.unwrap().unwrap();
+    // The validate script loaded (an unknown key goes to it), so that each call below is one.
+    let unknown = record("nobody", now, None, None).key;
+    assert!(
+        b.validate_id(&unknown, now, true, granularity)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let later = now + Duration::from_secs(5);
+    let (barriers, scripts) = (calls(&server, "exists"), calls(&server, "evalsha"));
+    assert_eq!(
+        b.validate_id(&r.key, later, true, granularity)
+            .await
+            .unwrap(),
+        Some(r.id)
+    );
+    assert_eq!(calls(&server, "exists") - barriers, 0);
+    assert_eq!(calls(&server, "evalsha") - scripts, 1);
+    // The touch landed.
+    let got = a.get(&r.key, later).await.unwrap().unwrap();
+    assert!(got.last_activity > now + Duration::from_secs(4));
+    // And b learns of it (the touch's invalidation, applied though no barrier was sent):
+    // the next validations, no touch due, are not sent to the script again and again.
+    let scripts = calls(&server, "evalsha");
+    let soon = later + Duration::from_millis(100);
+    for _ in 0..20 {
+        assert_eq!(
+            b.validate_id(&r.key, soon, true, granularity)
+                .await
+                .unwrap(),
+            Some(r.id)
+        );
+    }
+    let scripts = calls(&server, "evalsha") - scripts;
+    assert!(
+        scripts <= 3,
+        "{scripts} scripts for 20 validations after a touch"
+    );
+    // Removed in a: whether b's cache still held it (answered at once, to the script) or had
+    // dropped it by then (read again), it is gone.
+    assert_eq!(
+        b.validate_id(&gone.key, later, true, granularity)
+            .await
+            .unwrap(),
+        None
+    );
+}
