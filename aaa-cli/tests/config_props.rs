@@ -5,12 +5,13 @@
 use aaa_cli::__fuzz::parse_config;
 use proptest::prelude::*;
 
-const VALID: &str = "[local]\naccounts = \"/var/lib/aaa/accounts.toml\"\nlockout_duration = \"5m\"\n[session]\nstore = \"redis://127.0.0.1:6379/\"\nidle_timeout = \"20m\"\nabsolute_timeout = \"off\"\n[radius]\ntimeout = \"1s\"\n[[radius.server]]\naddress = \"192.0.2.1:1812\"\nsecret = \"s3cret\"\n";
+const VALID: &str = "[local]\naccounts = \"/var/lib/aaa/accounts.toml\"\nlockout_duration = \"5m\"\n[session]\nstore = \"redis://127.0.0.1:6379/\"\nidle_timeout = \"20m\"\nabsolute_timeout = \"off\"\n[radius]\ntimeout = \"1s\"\n[[radius.server]]\naddress = \"192.0.2.1:1812\"\nsecret = \"hunter2\"\n";
 
 fn check(text: &str) -> Result<(), TestCaseError> {
     if let Err(msg) = parse_config(text) {
         prop_assert!(msg.starts_with("fuzz.toml, line "), "{msg}");
-        prop_assert!(!msg.contains("s3cret"), "{msg}");
+        // (The secret is no one-character change of a field name: an unknown field is named.)
+        prop_assert!(!msg.contains("hunter2"), "{msg}");
     }
     Ok(())
 }

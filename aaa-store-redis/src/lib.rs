@@ -120,12 +120,13 @@
 //!   connection of their own, with **server-assisted client-side caching** (`CLIENT TRACKING
 //!   ON`, RESP3): the store keeps the values it read, and the server pushes an invalidation
 //!   on that connection whenever a bucket it read changes — in any process, by a create, a
-//!   touch, a removal, an expiry or a flush. A cached value is never answered on the strength
-//!   of the cache alone (except to send the validation to the validate script, which reads
-//!   the session itself: when the cached value says a touch is due): every batch of reads carries a round trip to the server (`CLIENT
-//!   GETREDIR`, tracking still on, and `EXISTS {P}v3:barrier`, a read the server refuses when it
-//!   refuses reads) sent after each of its reads began, and the cached answers wait for its
-//!   replies and for the invalidations that came before them. So a `clear session` that
+//!   touch, a removal, an expiry or a flush. A cached value is never a validation's positive
+//!   answer on the strength of the cache alone (it may send the validation to the validate
+//!   script at once — a touch due, an expired session, one without timeouts — as the script
+//!   reads the session itself): every batch of reads carries a round trip to the server
+//!   (`CLIENT GETREDIR`, tracking still on, and `EXISTS {P}v3:barrier`, a read the server
+//!   refuses when it refuses reads) sent after each of its reads began, and the cached answers
+//!   wait for its replies and for the invalidations that came before them. So a `clear session` that
 //!   completed in another process before a validation began always makes it "no session"
 //!   (the same guarantee as a read), and a server that is down fails every validation (fail
 //!   closed); what the cache saves is reading and decoding a value per validation

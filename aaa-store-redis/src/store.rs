@@ -296,15 +296,17 @@ fn distinct<I, A, K: Copy + Eq + Hash>(
     (items, at)
 }
 
-/// Answers each job with the reply to its item, `at` being what `distinct` gave.
+/// Answers each job with the reply to its key: `sent` keys were sent, and `at` gives each
+/// job's (what `distinct` gave); a reply of another length answers none.
 fn deliver_shared<I, A: Clone>(
     jobs: Vec<Pending<I, A>>,
     replies: Result<Vec<A>, RedisStoreError>,
+    sent: usize,
     at: &[usize],
     operation: &'static str,
 ) {
     match replies {
-        Ok(replies) if at.iter().all(|&i| i < replies.len()) && jobs.len() == at.len() => {
+        Ok(replies) if replies.len() == sent && jobs.len() == at.len() => {
             for (job, &i) in jobs.into_iter().zip(at) {
                 match replies.get(i) {
                     Some(reply) => job.answer(Ok(reply.clone())),
@@ -493,7 +495,7 @@ impl RedisStore {
     ) -> Result<Option<Validated>, RedisStoreError> {
         let budget = self.shared.config.operation_timeout();
         let deadline = Instant::now() + budget;
-        // Fast path: a read (sent with every other read waiting, in one script call) answers
+        // Fast path: a read (sent with every other read waiting, in one pipeline) answers
         // most validations: those that need no write because the session was touched less
         // than `granularity` ago (or `touch` is off) and whose deadlines are in the value
         // itself. Anything else — a touch due, no timeouts, an expired or missing session, a
@@ -1112,7 +1114,7 @@ async fn validate_jobs(shared: Arc<Shared>, jobs: Vec<Job>) {
         items.extend_from_slice(item);
     }
     let replies = shared.validate_batch(&items).await;
-    deliver_shared(jobs, replies, &at, "validate");
+    deliver_shared(jobs, replies, distinct.len(), &at, "validate");
 }
 
 /// Sends reads in one pipeline of `HGET`s (resent once if the connection dropped: a read's
@@ -1149,7 +1151,7 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<Lookup>) {
         )
         .await
         .map(|values| values.into_iter().map(|v| v.map(Stored::from)).collect());
-    deliver_shared(jobs, with_budget(values, budget), &at, OP);
+    deliver_shared(jobs, with_budget(values, budget), keys.len(), &at, OP);
 }
 
 /// Sends creates in one call of the create script (resent once if the connection dropped:

@@ -5,8 +5,9 @@
 //! and, when one of them changes (a create, a touch, a removal, an expiry, in any process),
 //! pushes an `invalidate` message on that connection, before anything it answers afterwards.
 //!
-//! **A cached value is never answered on the strength of the cache alone.** Lookups are sent in
-//! batches; every batch carries a *barrier* sent after each of its lookups began — `CLIENT
+//! **A cached value is never a validation's positive answer on the strength of the cache
+//! alone.** Lookups are sent in batches; every batch that answers one from the cache carries a
+//! *barrier* sent after each of its lookups began — `CLIENT
 //! GETREDIR` (tracking still on) and `EXISTS {P}v3:barrier` (a key never written: a read that
 //! the server refuses whenever it refuses reads, on a replica cut from its master or for an ACL
 //! that lost the keys) — and the cached answers are given only once the barrier's replies are
@@ -27,11 +28,12 @@
 //!   batch's replies (it might have been the one for a change after the read);
 //! - a cached answer whose bucket was invalidated by the batch's barrier is read again;
 //! - the one exception to the barrier: a cached value that sends its caller to the validate
-//!   script whatever the server holds (a touch due, by the caller's time and granularity:
-//!   `Read::needs_script`) is answered at once, after the pushes received so far are applied.
-//!   The script reads the session itself, atomically: the cached value decides only that the
-//!   script runs, never what the validation answers. (A lookup answered so sends no barrier:
-//!   every batch applies the pushes received so far before anything else.)
+//!   script whatever the server holds (`Read::needs_script`: a touch due by the caller's time
+//!   and granularity, an expired session, one without timeouts, a value that does not decode)
+//!   is answered at once, after the pushes received so far are applied. The script reads the
+//!   session itself, atomically: the cached value decides only that the script runs, never
+//!   what the validation answers (and a dead server fails the script). A lookup answered so
+//!   sends no barrier: every batch applies the pushes received so far before anything else.
 //!
 //! A server that refuses `CLIENT TRACKING` or `CLIENT GETREDIR` (an ACL without them, a
 //! Redis-compatible server without them) gets plain batched reads on the same connection,
@@ -373,8 +375,9 @@ impl Reader {
         })
     }
 
-    /// Answers `jobs` within `time_left`: cached values once a barrier confirms them, the
-    /// others read; a lookup whose connection was lost is sent once more on a new one.
+    /// Answers `jobs` within `time_left`: a cached value that sends its caller to the script
+    /// at once, the other cached values once a barrier confirms them, the others read; a
+    /// lookup whose connection was lost is sent once more on a new one.
     async fn serve(&mut self, mut jobs: Vec<Lookup>, time_left: Duration) {
         let deadline = Instant::now() + time_left;
         let mut resent = false;
@@ -389,7 +392,10 @@ impl Reader {
                 fail(jobs, &e);
                 return;
             }
-            let Some(link) = &mut self.link else { return };
+            let Some(link) = &mut self.link else {
+                fail(jobs, &RedisStoreError::UnexpectedReply { operation: OP });
+                return;
+            };
             let tracking = link.tracking;
             // A cached value that sends its caller to the validate script anyway (a touch is
             // due, typically) is answered at once: no barrier is needed for it.
@@ -563,8 +569,9 @@ fn refused(e: &RedisError) -> bool {
     }
 }
 
-/// The reading task: takes the lookups waiting (up to `MAX_LOOKUPS`), answers them with one
-/// pipeline, then the next ones. Ends when the store (the sender) is dropped.
+/// The reading task: takes the lookups waiting (up to `MAX_LOOKUPS`), answers them (`serve`:
+/// a pipeline, or none when the cache answers them all at once; another when a connection
+/// was lost), then the next ones. Ends when the store (the sender) is dropped.
 pub(crate) async fn run(mut rx: mpsc::UnboundedReceiver<Lookup>, mut reader: Reader) {
     while let Some(first) = rx.recv().await {
         let jobs = gather(first, &mut rx, MAX_LOOKUPS).await;
