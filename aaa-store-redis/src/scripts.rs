@@ -197,6 +197,10 @@ local function count_live(now)
 end
 local function one(m, id, v, now, ttl, per_user, total, b, sk, ik)
   if ik == '' then ik = sk end
+  -- Whatever this create's answer, `due` may have been written for it (a user index built,
+  -- a count made exact): its TTL must cover this session's (extended once, at the end; an
+  -- absent `due` stays absent).
+  if ttl > due_ttl then due_ttl = ttl end
   -- The user's hash, when the user index is kept or read.
   local uk
   if per_user > 0 or indexed then
@@ -207,7 +211,6 @@ local function one(m, id, v, now, ttl, per_user, total, b, sk, ik)
   if per_user > 0 and not indexed then
     -- Before this session is inserted: the index holds the others only.
     build_user_index()
-    if ttl > due_ttl then due_ttl = ttl end
   end
   -- Insert-if-absent on the key; undone below if anything refuses.
   if redis.call('HSETNX', sk, m, v) == 0 then
@@ -262,7 +265,6 @@ local function one(m, id, v, now, ttl, per_user, total, b, sk, ik)
   if refused then
     redis.call('HDEL', sk, m)
     redis.call('HDEL', ik, id)
-    if ttl > due_ttl then due_ttl = ttl end
     return refused
   end
   scores[#scores + 1] = batch_deadline
@@ -279,7 +281,6 @@ local function one(m, id, v, now, ttl, per_user, total, b, sk, ik)
     local t = user_ttls[uk]
     if not t or t < ttl then user_ttls[uk] = ttl end
   end
-  if ttl > due_ttl then due_ttl = ttl end
   return 'o'
 end
 local out = {}

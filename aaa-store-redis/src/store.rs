@@ -21,7 +21,7 @@ use redis::{
 };
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::codec::{MAX_MS, decode, encode, key_of, peek};
+use crate::codec::{MAX_MS, decode, encode, key_of};
 use crate::config::RedisConfig;
 use crate::error::RedisStoreError;
 use crate::scripts::{
@@ -275,25 +275,20 @@ fn deliver<I, A>(
     }
 }
 
-/// The distinct keys (`key` of each item) of `jobs`, and for each job the index of its key
-/// among them: jobs with the same key share one request and its answer.
-fn distinct<I, A, K: Copy + Eq + Hash>(
-    jobs: &[Pending<I, A>],
-    key: impl Fn(&I) -> K,
-) -> (Vec<K>, Vec<usize>) {
-    let mut index: HashMap<K, usize> = HashMap::with_capacity(jobs.len());
-    let mut items = Vec::with_capacity(jobs.len());
-    let at = jobs
-        .iter()
-        .map(|j| {
-            let k = key(&j.item);
+/// The distinct ones of `keys`, in order of first appearance, and for each key the index of
+/// its distinct one: jobs with the same key share one request and its answer.
+pub(crate) fn distinct<K: Copy + Eq + Hash>(keys: impl Iterator<Item = K>) -> (Vec<K>, Vec<usize>) {
+    let mut index: HashMap<K, usize> = HashMap::new();
+    let mut distinct = Vec::new();
+    let at = keys
+        .map(|k| {
             *index.entry(k).or_insert_with(|| {
-                items.push(k);
-                items.len() - 1
+                distinct.push(k);
+                distinct.len() - 1
             })
         })
         .collect();
-    (items, at)
+    (distinct, at)
 }
 
 /// Answers each job with the reply to its key: `sent` keys were sent, and `at` gives each
@@ -591,10 +586,7 @@ impl RedisStore {
         };
         // Anything but a live session with nothing to write is for the script to decide (and
         // a value that does not decode for the script, and then `decode`, to report).
-        if read.needs_script(&value) {
-            return Ok(None);
-        }
-        let Ok(times) = peek(&value) else {
+        let Some(times) = read.answerable(&value) else {
             return Ok(None);
         };
         Ok(Some(if id_only {
@@ -1108,7 +1100,7 @@ pub(crate) async fn gather<I, A>(
 async fn validate_jobs(shared: Arc<Shared>, jobs: Vec<Job>) {
     // Identical validations (one session validated by several requests in the same
     // millisecond: all of them see the same touch due) are sent once.
-    let (distinct, at) = distinct(&jobs, |item| *item);
+    let (distinct, at) = distinct(jobs.iter().map(|j| j.item));
     let mut items = Vec::with_capacity(distinct.len() * ITEM);
     for item in &distinct {
         items.extend_from_slice(item);
@@ -1127,7 +1119,7 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<Lookup>) {
         return;
     };
     // One read per distinct key: concurrent validations of one session share it.
-    let (keys, at) = distinct(&jobs, |read| read.key);
+    let (keys, at) = distinct(jobs.iter().map(|j| j.item.key));
     let mut pipe = redis::pipe();
     for key in &keys {
         pipe.cmd("HGET")

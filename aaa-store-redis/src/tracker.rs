@@ -45,7 +45,6 @@
 //! every value carries its own deadlines, checked against the caller's clock, and a bucket's
 //! TTL runs `grace` past them (`grace` must cover the clock differences between hosts).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -57,9 +56,9 @@ use redis::{
 };
 use tokio::sync::mpsc;
 
-use crate::codec::peek;
+use crate::codec::{Times, peek};
 use crate::error::RedisStoreError;
-use crate::store::{BUCKETS, Pending, bucket_of, fail, gather, in_time};
+use crate::store::{BUCKETS, Pending, bucket_of, distinct, fail, gather, in_time};
 
 const OP: &str = "validate";
 /// Lookups per batch, at most.
@@ -99,14 +98,19 @@ impl Read {
     /// the script reads the session itself, atomically, so such a value, even cached and not
     /// yet confirmed by a barrier, may be answered at once.
     pub(crate) fn needs_script(&self, value: &[u8]) -> bool {
-        let Ok(times) = peek(value) else {
-            return true;
-        };
-        (times.idle_ms == 0 && times.absolute_ms == 0)
+        self.answerable(value).is_none()
+    }
+
+    /// The times of `value` if the read answers this validation by itself (a live session
+    /// with timeouts and nothing to write); `None` if it goes to the validate script.
+    pub(crate) fn answerable(&self, value: &[u8]) -> Option<Times> {
+        let times = peek(value).ok()?;
+        let script = (times.idle_ms == 0 && times.absolute_ms == 0)
             || times.expired_at(self.now_ms)
             || (self.touch
                 && self.now_ms > times.last_ms
-                && self.now_ms - times.last_ms >= self.granularity_ms)
+                && self.now_ms - times.last_ms >= self.granularity_ms);
+        (!script).then_some(times)
     }
 }
 
@@ -420,27 +424,21 @@ impl Reader {
                 pipe.cmd("CLIENT").arg("GETREDIR");
                 pipe.cmd("EXISTS").arg(self.settings.barrier_key.as_slice());
             }
-            // One read per distinct key (concurrent validations of one session share it):
-            // `reads[i]` is the index of job i's read among the pipeline's reads.
-            let mut distinct: HashMap<CookieHash, usize> = HashMap::new();
-            let mut reads: Vec<Option<usize>> = Vec::with_capacity(jobs.len());
-            for (job, hit) in jobs.iter().zip(&hits) {
-                if hit.is_some() {
-                    reads.push(None);
-                    continue;
-                }
-                let next = distinct.len();
-                let key = job.item.key;
-                let read = *distinct.entry(key).or_insert(next);
-                if read == next {
-                    let name = self
-                        .settings
-                        .buckets
-                        .get(usize::from(bucket_of(&key)))
-                        .map_or(&[][..], Vec::as_slice);
-                    pipe.cmd("HGET").arg(name).arg(key.as_bytes().as_slice());
-                }
-                reads.push(Some(read));
+            // One read per distinct key of the lookups not cached (concurrent validations of
+            // one session share it); `reads` gives each such lookup, in order, its read.
+            let (keys, reads) = distinct(
+                jobs.iter()
+                    .zip(&hits)
+                    .filter(|(_, hit)| hit.is_none())
+                    .map(|(job, _)| job.item.key),
+            );
+            for key in &keys {
+                let name = self
+                    .settings
+                    .buckets
+                    .get(usize::from(bucket_of(key)))
+                    .map_or(&[][..], Vec::as_slice);
+                pipe.cmd("HGET").arg(name).arg(key.as_bytes().as_slice());
             }
             let sent = tokio::time::timeout_at(
                 deadline.into(),
@@ -506,10 +504,10 @@ impl Reader {
             // A link dropped by a `Disconnection` push: what was read is still an answer, but
             // nothing more is cached.
             let caching = tracking && self.link.is_some();
-            // Each read's answer, in the order of `distinct`'s indexes.
+            // Each read's answer, in the order of `keys`.
             let mut answers: Vec<Result<Option<Stored>, RedisStoreError>> = values
                 .by_ref()
-                .take(distinct.len())
+                .take(keys.len())
                 .map(|value| match value {
                     Value::BulkString(v) => Ok(Some(v.into())),
                     Value::Nil => Ok(None),
@@ -520,31 +518,31 @@ impl Reader {
                     _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
                 })
                 .collect();
-            answers.resize_with(distinct.len(), || {
+            answers.resize_with(keys.len(), || {
                 Err(RedisStoreError::UnexpectedReply { operation: OP })
             });
             if caching {
-                for (key, &read) in &distinct {
-                    if let Some(Ok(Some(v))) = answers.get(read)
+                for (key, answer) in keys.iter().zip(&answers) {
+                    if let Ok(Some(v)) = answer
                         && !invalidated.contains(bucket_of(key))
                     {
                         self.cache.insert(*key, v.clone());
                     }
                 }
             }
+            let mut reads = reads.into_iter();
             let mut again = Vec::new();
-            for ((job, hit), read) in jobs.into_iter().zip(hits).zip(reads) {
-                if hit.is_some() && invalidated.contains(bucket_of(&job.item.key)) {
-                    again.push(job);
-                    continue;
-                }
-                let answer = match (hit, read) {
-                    (Some(v), _) => Ok(Some(v)),
-                    (None, Some(read)) => answers
-                        .get(read)
-                        .cloned()
+            for (job, hit) in jobs.into_iter().zip(hits) {
+                let answer = match hit {
+                    Some(_) if invalidated.contains(bucket_of(&job.item.key)) => {
+                        again.push(job);
+                        continue;
+                    }
+                    Some(v) => Ok(Some(v)),
+                    None => reads
+                        .next()
+                        .and_then(|i| answers.get(i).cloned())
                         .unwrap_or(Err(RedisStoreError::UnexpectedReply { operation: OP })),
-                    (None, None) => Err(RedisStoreError::UnexpectedReply { operation: OP }),
                 };
                 job.answer(answer);
             }
