@@ -200,8 +200,8 @@ pub fn session_bucket(prefix: &str, key: &aaa_core::CookieHash) -> Vec<u8> {
 
 /// The keys a table of `prefix` must hold for `sessions` (key, id, username): their session
 /// buckets and their ids' buckets (the same bucket for the ids the store makes), the bucket
-/// index and, if the table keeps a user index (`users`: once a
-/// create with a per-user limit asked for it), their users' hashes; sorted, without repeats.
+/// index and, if the table keeps a user index (`users`: once a create with a per-user limit
+/// asked for it), their users' hashes; sorted, without repeats.
 pub fn layout<'a>(
     prefix: &str,
     sessions: impl IntoIterator<Item = (aaa_core::CookieHash, u64, &'a str)>,
