@@ -68,8 +68,11 @@ impl SessionCookie {
         // Only the canonical text of each 32-byte value: base64url characters, and the last one
         // carrying 4 data bits and 2 zero bits. Checked without decoding: the hash is taken over
         // the text, so validation never needs the raw bytes.
-        let canonical_last = base64url_value(last).is_some_and(|v| v & 0b11 == 0);
-        if !canonical_last || !body.iter().all(|&b| base64url_value(b).is_some()) {
+        // One table lookup per character, OR-ed: `INVALID` survives in the result if any
+        // character is outside the alphabet.
+        let body_bits = body.iter().fold(0u8, |acc, &b| acc | base64url_bits(b));
+        let last_bits = base64url_bits(last);
+        if body_bits & INVALID != 0 || last_bits & (INVALID | 0b11) != 0 {
             return Err(InvalidInput::CookieMalformed {
                 reason: "not canonical base64url",
             });
@@ -172,15 +175,35 @@ impl CookieHash {
 }
 
 /// The 6-bit value of a base64url character.
-fn base64url_value(b: u8) -> Option<u8> {
-    match b {
-        b'A'..=b'Z' => Some(b - b'A'),
-        b'a'..=b'z' => Some(b - b'a' + 26),
-        b'0'..=b'9' => Some(b - b'0' + 52),
-        b'-' => Some(62),
-        b'_' => Some(63),
-        _ => None,
+/// In [`BASE64URL`]: a byte outside the alphabet.
+const INVALID: u8 = 0x80;
+
+/// Each byte's base64url value (0–63), or [`INVALID`].
+#[expect(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of range fails the build"
+)]
+const BASE64URL: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 64 {
+        let c = match i {
+            0..=25 => b'A' + i,
+            26..=51 => b'a' + (i - 26),
+            52..=61 => b'0' + (i - 52),
+            62 => b'-',
+            _ => b'_',
+        };
+        table[c as usize] = i;
+        i += 1;
     }
+    table
+};
+
+/// `b`'s base64url value (0–63), or [`INVALID`].
+#[inline]
+fn base64url_bits(b: u8) -> u8 {
+    BASE64URL.get(usize::from(b)).copied().unwrap_or(INVALID)
 }
 
 fn hex_digit(n: u8) -> char {
@@ -329,6 +352,18 @@ mod tests {
                 ),
                 "{text:?} was accepted"
             );
+        }
+    }
+
+    #[test]
+    fn the_alphabet_table_holds_base64url_and_nothing_else() {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        for b in 0..=u8::MAX {
+            let expected = alphabet
+                .iter()
+                .position(|&c| c == b)
+                .map_or(INVALID, |i| u8::try_from(i).unwrap());
+            assert_eq!(base64url_bits(b), expected, "byte {b}");
         }
     }
 

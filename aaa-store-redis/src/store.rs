@@ -235,7 +235,9 @@ pub(crate) fn in_time<I, A>(
     budget: Duration,
 ) -> Option<(Vec<Pending<I, A>>, Duration)> {
     let now = Instant::now();
-    let (jobs, late): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.deadline > now);
+    let mut jobs = jobs;
+    // In place: the late ones are rare, and their vector is empty (no allocation) without them.
+    let late: Vec<_> = jobs.extract_if(.., |j| j.deadline <= now).collect();
     fail(
         late,
         &RedisStoreError::Timeout {
@@ -503,9 +505,11 @@ impl RedisStore {
         {
             return Ok(Some(answer));
         }
+        // Boxed: the script is the rare path, and its future would otherwise make every
+        // validation's future (boxed by the trait on each call) three times as large.
         match tokio::time::timeout_at(
             deadline.into(),
-            self.validate_steps(key, now, touch, granularity, id_only),
+            Box::pin(self.validate_steps(key, now, touch, granularity, id_only)),
         )
         .await
         {
@@ -619,7 +623,9 @@ impl RedisStore {
             .arg(self.shared.keys.bucket(key))
             .arg(key.as_bytes().as_slice())
             .clone();
-        match tokio::time::timeout_at(deadline.into(), self.shared.query(OP, &cmd)).await {
+        // Boxed: without a reading task (a store connected outside a runtime) only.
+        match tokio::time::timeout_at(deadline.into(), Box::pin(self.shared.query(OP, &cmd))).await
+        {
             Ok(r) => r.map(|v: Option<Vec<u8>>| v.map(Stored::from)),
             Err(_) => Err(RedisStoreError::Timeout {
                 operation: OP,
@@ -1077,7 +1083,8 @@ pub(crate) async fn gather<I, A>(
     rx: &mut mpsc::UnboundedReceiver<Pending<I, A>>,
     max: usize,
 ) -> Vec<Pending<I, A>> {
-    let mut jobs = Vec::with_capacity(max);
+    // Sized for what is waiting now (a batch of `max` would be a large allocation each time).
+    let mut jobs = Vec::with_capacity(rx.len().saturating_add(1).min(max));
     jobs.push(first);
     for _ in 0..GATHER_YIELDS {
         tokio::task::yield_now().await;
