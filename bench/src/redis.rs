@@ -92,6 +92,34 @@ async fn start_sessions(manager: &SessionManager, n: usize) -> (Vec<String>, f64
     (cookies, rate)
 }
 
+/// Pairs of runs compared.
+const PAIRS: usize = 5;
+
+/// Runs `ours(i)` and `theirs(i)` next to each other, `PAIRS` times, alternating which of the
+/// two goes first (a drift of the machine's speed within a pair then favours neither side);
+/// returns the pair (ours, theirs) whose ratio is the median.
+async fn median_pair<O, OF, T, TF>(ours: O, theirs: T) -> (f64, f64)
+where
+    O: Fn(usize) -> OF,
+    OF: Future<Output = f64>,
+    T: Fn(usize) -> TF,
+    TF: Future<Output = f64>,
+{
+    let mut pairs = Vec::with_capacity(PAIRS);
+    for i in 0..PAIRS {
+        let pair = if i % 2 == 0 {
+            let o = ours(i).await;
+            (o, theirs(i).await)
+        } else {
+            let t = theirs(i).await;
+            (ours(i).await, t)
+        };
+        pairs.push(pair);
+    }
+    pairs.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
+    pairs.get(PAIRS / 2).copied().expect("PAIRS > 0")
+}
+
 /// `redis-benchmark -p PORT -t TEST -c 50 -n N -q`: requests per second.
 async fn redis_benchmark(port: u16, test: &'static str, n: usize) -> f64 {
     tokio::task::spawn_blocking(move || {
@@ -157,23 +185,25 @@ pub(crate) async fn rows(quick: bool, peer_only: bool) -> Vec<Row> {
     let (start_rate, set_rate) = if peer_only {
         (f64::NAN, f64::NAN)
     } else {
-        // Warm up (scripts loaded, connections open), then three pairs of runs — ours on an
-        // empty table of its own, then the anchor right after it — and the pair whose ratio
-        // is the median: a create costs the server several times what a SET does, and this
-        // machine's speed drifts between runs by more than the difference being measured, so
-        // each ratio compares runs made moments apart.
+        // Warm up (scripts loaded, connections open), then pairs of runs — ours on an empty
+        // table of its own, and the anchor next to it — and the pair whose ratio is the
+        // median (see `median_pair`): a create costs the server several times what a SET
+        // does, and this machine's speed drifts between runs by more than the difference
+        // being measured, so each ratio compares runs made moments apart.
         start_sessions(&manager, sizes.starts / 10).await;
-        let mut pairs = Vec::new();
-        for run in 0..3 {
-            let m = SessionManager::builder(store(&server, &format!("bench-start{run}")).await)
-                .build()
-                .expect("manager");
-            let ours = start_sessions(&m, sizes.starts).await.1;
-            let set = redis_benchmark(server.port(), "set", 2 * sizes.starts).await;
-            pairs.push((ours, set));
-        }
-        pairs.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
-        pairs.get(1).copied().expect("three pairs")
+        let (server, port, starts) = (server.clone(), server.port(), sizes.starts);
+        median_pair(
+            move |run| {
+                let server = server.clone();
+                async move {
+                    let store = store(&server, &format!("bench-start{run}")).await;
+                    let m = SessionManager::builder(store).build().expect("manager");
+                    start_sessions(&m, starts).await.1
+                }
+            },
+            move |_| redis_benchmark(port, "set", 2 * starts),
+        )
+        .await
     };
 
     // (a) validate_session over the manager's own (cached) sessions: the common case of a
@@ -293,17 +323,11 @@ pub(crate) async fn rows(quick: bool, peer_only: bool) -> Vec<Row> {
         })
     };
     load(sizes.validations / 10).await;
-    // Three pairs of runs — ours, then the peer's right after it — and the pair whose ratio is
-    // the median (as for start_session: the machine's speed drifts between runs by more than
-    // the difference measured, so each ratio compares runs made moments apart).
-    let mut pairs = Vec::new();
-    for _ in 0..3 {
-        let ours = validate(sizes.validations).await;
-        let theirs = load(sizes.validations).await;
-        pairs.push((ours, theirs));
-    }
-    pairs.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
-    let (ours_rate, tower_rate) = pairs.get(1).copied().expect("three pairs");
+    // Pairs of runs, ours and the peer's next to each other, and the pair whose ratio is the
+    // median (as for start_session: the machine's speed drifts between runs by more than the
+    // difference measured, so each ratio compares runs made moments apart).
+    let n = sizes.validations;
+    let (ours_rate, tower_rate) = median_pair(move |_| validate(n), move |_| load(n)).await;
     rows.push(Row {
         name: format!(
             "redis validate_session vs tower-sessions RedisStore::load, {CONCURRENCY} tasks"
