@@ -117,16 +117,19 @@
 //!   only. Concurrent script validations are sent together: up to 64 in one call, up to 4
 //!   calls in flight. Both steps of a validation share one operation budget.
 //! - The reads of `validate` (standalone server): concurrent reads go out together on a
-//!   connection of their own, with **server-assisted client-side caching** (`CLIENT TRACKING
-//!   ON`, RESP3): the store keeps the values it read, and the server pushes an invalidation
-//!   on that connection whenever a bucket it read changes — in any process, by a create, a
+//!   connection of their own — two, each serving its own half of the calling tasks (while one
+//!   half's batch is out, the other half's answers are being used), each with its own cache —
+//!   with **server-assisted client-side caching** (`CLIENT TRACKING ON`, RESP3): the store
+//!   keeps the values it read, and the server pushes an invalidation on the connection
+//!   whenever a bucket read there changes — in any process, by a create, a
 //!   touch, a removal, an expiry or a flush. A cached value is never a validation's positive
 //!   answer on the strength of the cache alone (it may send the validation to the validate
 //!   script at once — a touch due, an expired session, one without timeouts — as the script
 //!   reads the session itself): every batch of reads carries a round trip to the server
 //!   (`CLIENT GETREDIR`, tracking still on, and `EXISTS {P}v3:barrier`, a read the server
 //!   refuses when it refuses reads) sent after each of its reads began, and the cached answers
-//!   wait for its replies and for the invalidations that came before them. So a `clear session` that
+//!   wait for its replies and for the invalidations that came before them. So a
+//!   `clear session` that
 //!   completed in another process before a validation began always makes it "no session"
 //!   (the same guarantee as a read), and a server that is down fails every validation (fail
 //!   closed); what the cache saves is reading and decoding a value per validation
@@ -178,8 +181,8 @@
 //! `tls`: rustls, trusting the system's root certificates or the CAs given to
 //! `RedisConfig::with_tls_root_ca`); `redis+cluster://host:port,host:port` (and
 //! `rediss+cluster://`). Needs Redis 7.0 or later (RESP3, `ZADD … LT`, `struct` in Lua). A
-//! standalone store opens two connections per process: the connection manager's, and the
-//! reading connection (opened at the first validation).
+//! standalone store opens up to three connections per process: the connection manager's, and
+//! two reading connections (each opened at the first validation that needs it).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -1,9 +1,10 @@
 //! `RedisStore`: the connection, the keys, and the `SessionStore` operations.
 
 use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
 use std::fmt;
 use std::future::Future;
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -176,8 +177,9 @@ pub struct RedisStore {
     batcher: Option<mpsc::UnboundedSender<Job>>,
     /// Where the read-only first steps of validations queue to be sent together (one pipeline
     /// of `HGET`s for many; on a standalone server, through the client-side cache of
-    /// [`tracker`]).
-    reader: Option<mpsc::UnboundedSender<Lookup>>,
+    /// [`tracker`]): one queue, or on a standalone server `READERS` (empty if the batching
+    /// tasks could not be started).
+    readers: Vec<mpsc::UnboundedSender<Lookup>>,
     /// Where creates queue to be sent together (one script call for many).
     creator: Option<mpsc::UnboundedSender<CreateJob>>,
 }
@@ -422,48 +424,53 @@ impl RedisStore {
             conn: RwLock::new(conn),
             rebuild,
         });
-        let (batcher, reader, creator) = match tokio::runtime::Handle::try_current() {
+        let (batcher, readers, creator) = match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let s = shared.clone();
                 rt.spawn(batches(rx, MAX_IN_FLIGHT, move |jobs| {
                     validate_jobs(s.clone(), jobs)
                 }));
-                let (read_tx, read_rx) = mpsc::unbounded_channel();
-                match &shared.rebuild {
-                    Some(rebuild) => {
-                        let c = &shared.config;
-                        let reader = Reader::new(Settings {
-                            client: rebuild.client.clone(),
-                            connect_timeout: c.connect_timeout(),
-                            response_timeout: c.response_timeout(),
-                            budget: c.operation_timeout(),
-                            bucket_prefix: [shared.keys.base.as_slice(), b"s:"].concat(),
-                            barrier_key: [shared.keys.base.as_slice(), b"barrier"].concat(),
-                            buckets: shared.keys.buckets.clone(),
-                        });
-                        rt.spawn(tracker::run(read_rx, reader));
-                    }
+                let readers = match &shared.rebuild {
+                    Some(rebuild) => (0..READERS)
+                        .map(|_| {
+                            let (read_tx, read_rx) = mpsc::unbounded_channel();
+                            let c = &shared.config;
+                            let reader = Reader::new(Settings {
+                                client: rebuild.client.clone(),
+                                connect_timeout: c.connect_timeout(),
+                                response_timeout: c.response_timeout(),
+                                budget: c.operation_timeout(),
+                                bucket_prefix: [shared.keys.base.as_slice(), b"s:"].concat(),
+                                barrier_key: [shared.keys.base.as_slice(), b"barrier"].concat(),
+                                buckets: shared.keys.buckets.clone(),
+                            });
+                            rt.spawn(tracker::run(read_rx, reader));
+                            read_tx
+                        })
+                        .collect(),
                     None => {
+                        let (read_tx, read_rx) = mpsc::unbounded_channel();
                         let s = shared.clone();
                         rt.spawn(batches(read_rx, MAX_IN_FLIGHT, move |jobs| {
                             read_jobs(s.clone(), jobs)
                         }));
+                        vec![read_tx]
                     }
-                }
+                };
                 let (create_tx, create_rx) = mpsc::unbounded_channel();
                 let s = shared.clone();
                 rt.spawn(batches(create_rx, CREATES_IN_FLIGHT, move |jobs| {
                     create_jobs(s.clone(), jobs)
                 }));
-                (Some(tx), Some(read_tx), Some(create_tx))
+                (Some(tx), readers, Some(create_tx))
             }
-            Err(_) => (None, None, None),
+            Err(_) => (None, Vec::new(), None),
         };
         Ok(Self {
             shared,
             batcher,
-            reader,
+            readers,
             creator,
         })
     }
@@ -600,13 +607,29 @@ impl RedisStore {
         }))
     }
 
+    /// The reading queue of the calling task: always the same one for a task (each reading
+    /// task batches the lookups of its own set of tasks; see `READERS`); the first one
+    /// outside a task.
+    fn reader(&self) -> Option<&mpsc::UnboundedSender<Lookup>> {
+        let n = self.readers.len();
+        let i = match tokio::task::try_id() {
+            Some(id) if n > 1 => {
+                let mut h = DefaultHasher::new();
+                id.hash(&mut h);
+                usize::try_from(h.finish() % n as u64).unwrap_or(0)
+            }
+            _ => 0,
+        };
+        self.readers.get(i)
+    }
+
     /// The value under the key of `read`, read with whichever other reads are waiting (one
     /// pipeline); or, when the value cached says that the validation goes to the script
     /// anyway, that value at once (see `Read::needs_script`).
     async fn read(&self, read: Read, deadline: Instant) -> Result<Option<Stored>, RedisStoreError> {
         const OP: &str = "validate";
         let key = &read.key;
-        if let Some(tx) = &self.reader {
+        if let Some(tx) = self.reader() {
             let (reply, answer) = oneshot::channel();
             let job = Lookup {
                 item: read,
@@ -1070,6 +1093,14 @@ async fn batches<I, A, F, Fut>(
         });
     }
 }
+
+/// Reading tasks of a store on a standalone server, each with its own connection, cache and
+/// barriers. A validation waits for a round trip that began after it (its barrier): with one
+/// reading task, every concurrent validation joins one batch, and the client waits idle while
+/// that batch is out. With two, each serving its own half of the calling tasks, one half's
+/// batch is out while the other half's answers are being used (measured with 50 concurrent
+/// validations: ~10–20 % more validations per second; three or more: slower, more round trips).
+const READERS: usize = 2;
 
 /// Times a batching task lets the other tasks run while their jobs keep joining the batch.
 const GATHER_YIELDS: usize = 4;

@@ -1,9 +1,11 @@
 //! The validation reads of a standalone Redis, with server-assisted client-side caching.
 //!
-//! One task per store owns a connection of its own (RESP3, `CLIENT TRACKING ON`) and a cache
-//! of the session values it read there. The server remembers which buckets the connection read
-//! and, when one of them changes (a create, a touch, a removal, an expiry, in any process),
-//! pushes an `invalidate` message on that connection, before anything it answers afterwards.
+//! Each reading task of a store (two per store: see `READERS` in `store.rs`) owns a connection
+//! of its own (RESP3, `CLIENT TRACKING ON`) and a cache of the session values it read there;
+//! everything below holds per task (a task's cache, barriers and pushes are its connection's).
+//! The server remembers which buckets the connection read and, when one of them changes (a
+//! create, a touch, a removal, an expiry, in any process), pushes an `invalidate` message on
+//! that connection, before anything it answers afterwards.
 //!
 //! **A cached value is never a validation's positive answer on the strength of the cache
 //! alone.** Lookups are sent in batches; every batch that answers one from the cache carries a

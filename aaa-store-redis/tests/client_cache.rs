@@ -367,3 +367,48 @@ async fn a_validation_due_a_touch_goes_to_the_script_without_a_barrier() {
         None
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validations_from_many_tasks_use_each_reading_connection_and_see_every_change() {
+    // A store's tasks are spread over its reading connections (each with its own cache and
+    // barriers): a change in another process must reach every one of them.
+    let server = RedisServer::start();
+    let prefix = unique_prefix("tasks");
+    let (a, b) = (
+        store(&server.url(), &prefix).await,
+        std::sync::Arc::new(store(&server.url(), &prefix).await),
+    );
+    let now = base_time();
+    let from_tasks = |key: CookieHash| {
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let b = b.clone();
+                tokio::spawn(
+                    async move { valid(&b, &key, now).await && valid(&b, &key, now).await },
+                )
+            })
+            .collect();
+        async move {
+            let mut answers = Vec::new();
+            for t in tasks {
+                answers.push(t.await.unwrap());
+            }
+            answers
+        }
+    };
+    for round in 0..20 {
+        let r = create(&a, now).await;
+        // Cached by every reading connection (the second validation of each task at least).
+        assert!(
+            from_tasks(r.key).await.into_iter().all(|v| v),
+            "round {round}"
+        );
+        a.remove(&r.key).await.unwrap().unwrap();
+        assert!(
+            from_tasks(r.key).await.into_iter().all(|v| !v),
+            "round {round}: a removed session was still valid in some task"
+        );
+    }
+    // 64 tasks in each of 40 rounds all on one connection: a chance of 2^-2559 with two.
+    assert_eq!(tracking_clients(&server).len(), 2);
+}
