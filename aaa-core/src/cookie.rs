@@ -174,7 +174,6 @@ impl CookieHash {
     }
 }
 
-/// The 6-bit value of a base64url character.
 /// In [`BASE64URL`]: a byte outside the alphabet.
 const INVALID: u8 = 0x80;
 

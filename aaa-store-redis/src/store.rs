@@ -499,7 +499,8 @@ impl RedisStore {
     ) -> Result<Option<Validated>, RedisStoreError> {
         let budget = self.shared.config.operation_timeout();
         let deadline = Instant::now() + budget;
-        // Fast path: a read (sent with every other read waiting, in one pipeline) answers
+        // Fast path: a read (sent with the other reads waiting on its reading task, in one
+        // pipeline) answers
         // most validations: those that need no write because the session was touched less
         // than `granularity` ago (or `touch` is off) and whose deadlines are in the value
         // itself. Anything else — a touch due, no timeouts, an expired or missing session, a
@@ -1102,6 +1103,9 @@ async fn batches<I, A, F, Fut>(
 /// validations: ~10–20 % more validations per second; three or more: slower, more round trips).
 const READERS: usize = 2;
 
+/// The room a batch starts with.
+const GATHER_CAPACITY: usize = 64;
+
 /// Times a batching task lets the other tasks run while their jobs keep joining the batch.
 const GATHER_YIELDS: usize = 4;
 
@@ -1114,8 +1118,9 @@ pub(crate) async fn gather<I, A>(
     rx: &mut mpsc::UnboundedReceiver<Pending<I, A>>,
     max: usize,
 ) -> Vec<Pending<I, A>> {
-    // Sized for what is waiting now (a batch of `max` would be a large allocation each time).
-    let mut jobs = Vec::with_capacity(rx.len().saturating_add(1).min(max));
+    // Not sized for `max` (that would be a large allocation for each batch, most of them
+    // far smaller); it grows as jobs join.
+    let mut jobs = Vec::with_capacity(GATHER_CAPACITY.min(max));
     jobs.push(first);
     for _ in 0..GATHER_YIELDS {
         tokio::task::yield_now().await;

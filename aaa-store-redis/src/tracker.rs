@@ -65,8 +65,9 @@ use crate::store::{BUCKETS, Pending, bucket_of, distinct, fail, gather, in_time}
 const OP: &str = "validate";
 /// Lookups per batch, at most.
 const MAX_LOOKUPS: usize = 256;
-/// Values the cache holds, at most (about 150 bytes each); past it, values are answered and
-/// not kept.
+/// Values a reading task's cache holds, at most (about 150 bytes each; a store has two such
+/// caches, and a session validated by tasks of both halves is in both); past it, values are
+/// answered and not kept.
 const MAX_CACHED: usize = 100_000;
 /// After a failed connection attempt, lookups fail with its error for this long before the
 /// next attempt (so that a dead server is not dialled once per batch).

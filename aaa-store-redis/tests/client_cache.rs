@@ -252,7 +252,8 @@ async fn a_server_that_refuses_reads_fails_cached_validations_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_validations_of_one_session_share_their_read_and_their_touch() {
     // Many requests of one user at once (a page loading its resources) validate one cookie
-    // together: they share one read, and the validations due a touch share one script item
+    // together: they share one read (one per reading connection), and the validations due a
+    // touch share one script item
     // (the server's commands, counted: a script's commands count too).
     let server = RedisServer::start();
     let s = std::sync::Arc::new(store(&server.url(), &unique_prefix("share")).await);
@@ -370,8 +371,10 @@ async fn a_validation_due_a_touch_goes_to_the_script_without_a_barrier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validations_from_many_tasks_use_each_reading_connection_and_see_every_change() {
-    // A store's tasks are spread over its reading connections (each with its own cache and
-    // barriers): a change in another process must reach every one of them.
+    // A store's calling tasks are spread over its reading connections, each with its own cache
+    // and barriers: each caches what its tasks read, and a change in another process reaches
+    // every one of them.
+    const TASKS: usize = 64;
     let server = RedisServer::start();
     let prefix = unique_prefix("tasks");
     let (a, b) = (
@@ -379,13 +382,29 @@ async fn validations_from_many_tasks_use_each_reading_connection_and_see_every_c
         std::sync::Arc::new(store(&server.url(), &prefix).await),
     );
     let now = base_time();
-    let from_tasks = |key: CookieHash| {
-        let tasks: Vec<_> = (0..64)
-            .map(|_| {
+    // One session per task, all created before b reads anything (no invalidation can then
+    // come with b's reads and keep them out of its caches).
+    let mut sessions = Vec::new();
+    for _ in 0..TASKS {
+        sessions.push(create(&a, now).await);
+    }
+    let keys: Vec<CookieHash> = sessions.iter().map(|r| r.key).collect();
+    // Each task validates its own session `times` times; the answers, by task.
+    let from_tasks = |times: usize| {
+        let tasks: Vec<_> = keys
+            .iter()
+            .map(|&key| {
                 let b = b.clone();
-                tokio::spawn(
-                    async move { valid(&b, &key, now).await && valid(&b, &key, now).await },
-                )
+                tokio::spawn(async move {
+                    let mut all = true;
+                    let mut none = true;
+                    for _ in 0..times {
+                        let v = valid(&b, &key, now).await;
+                        all &= v;
+                        none &= !v;
+                    }
+                    (all, none)
+                })
             })
             .collect();
         async move {
@@ -396,19 +415,24 @@ async fn validations_from_many_tasks_use_each_reading_connection_and_see_every_c
             answers
         }
     };
-    for round in 0..20 {
-        let r = create(&a, now).await;
-        // Cached by every reading connection (the second validation of each task at least).
-        assert!(
-            from_tasks(r.key).await.into_iter().all(|v| v),
-            "round {round}"
-        );
-        a.remove(&r.key).await.unwrap().unwrap();
-        assert!(
-            from_tasks(r.key).await.into_iter().all(|v| !v),
-            "round {round}: a removed session was still valid in some task"
-        );
-    }
-    // 64 tasks in each of 40 rounds all on one connection: a chance of 2^-2559 with two.
+    let reads = calls(&server, "hget");
+    let answers = from_tasks(3).await;
+    assert!(answers.iter().all(|&(all, _)| all));
+    // Each session read once, by its task's connection; the later validations were cached.
+    assert_eq!(calls(&server, "hget") - reads, TASKS as u64);
+    // 64 tasks all on one connection: a chance of 2^-63 with two.
     assert_eq!(tracking_clients(&server).len(), 2);
+    // Half of the sessions removed in another store: gone for their tasks, whichever
+    // connection cached them; the others still valid.
+    for r in sessions.iter().step_by(2) {
+        a.remove(&r.key).await.unwrap().unwrap();
+    }
+    let answers = from_tasks(2).await;
+    for (i, &(all, none)) in answers.iter().enumerate() {
+        if i % 2 == 0 {
+            assert!(none, "task {i}: a removed session was still valid");
+        } else {
+            assert!(all, "task {i}: a live session was refused");
+        }
+    }
 }

@@ -244,7 +244,7 @@ async fn idle_connections_closed_by_the_server_are_replaced() {
     let manager = SessionManager::builder(store.clone()).build().unwrap();
     let sessions = start_sessions(&manager, 1).await;
     // One multiplexed connection for everything so far (the other client is redis-cli itself;
-    // the reading connection of validations opens at the first validation).
+    // the reading connections of validations open at the first validations).
     let clients = server.info_field("clients", "connected_clients").unwrap();
     assert_eq!(clients, "2");
 
