@@ -604,7 +604,7 @@ impl RedisStore {
         Ok(Some(if id_only {
             Validated::Id(times.id)
         } else {
-            Validated::Record(decode(*key, &value)?)
+            Validated::Record(decode(*key, value.bytes())?)
         }))
     }
 

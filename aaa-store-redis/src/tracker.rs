@@ -76,8 +76,30 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
 /// Whether a refusal of `CLIENT TRACKING` was logged already (once per process).
 static REFUSAL_LOGGED: AtomicBool = AtomicBool::new(false);
 
-/// A session value as read (shared by the cache and the answers).
-pub(crate) type Stored = Arc<[u8]>;
+/// A session value as read (shared by the cache and the answers), with its id and times
+/// parsed once when it was read (`None`: it does not decode).
+#[derive(Clone)]
+pub(crate) struct Stored {
+    bytes: Arc<[u8]>,
+    times: Option<Times>,
+}
+
+impl Stored {
+    /// The value's bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl From<Vec<u8>> for Stored {
+    fn from(bytes: Vec<u8>) -> Self {
+        let times = peek(&bytes).ok();
+        Self {
+            bytes: bytes.into(),
+            times,
+        }
+    }
+}
 
 /// One validation's read: its item, when its caller stops waiting, and where the value goes.
 pub(crate) type Lookup = Pending<Read, Option<Stored>>;
@@ -100,14 +122,14 @@ impl Read {
     /// (a touch is due, the session has expired or has no timeouts, the value does not decode):
     /// the script reads the session itself, atomically, so such a value, even cached and not
     /// yet confirmed by a barrier, may be answered at once.
-    pub(crate) fn needs_script(&self, value: &[u8]) -> bool {
+    pub(crate) fn needs_script(&self, value: &Stored) -> bool {
         self.answerable(value).is_none()
     }
 
     /// The times of `value` if the read answers this validation by itself (a live session
     /// with timeouts and nothing to write); `None` if it goes to the validate script.
-    pub(crate) fn answerable(&self, value: &[u8]) -> Option<Times> {
-        let times = peek(value).ok()?;
+    pub(crate) fn answerable(&self, value: &Stored) -> Option<Times> {
+        let times = value.times?;
         let script = (times.idle_ms == 0 && times.absolute_ms == 0)
             || times.expired_at(self.now_ms)
             || (self.touch
