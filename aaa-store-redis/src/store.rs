@@ -1531,7 +1531,7 @@ mod tests {
             for k in 1..=1000u64 {
                 let mut h = TaskIdHasher(0);
                 h.write_u64(k * stride);
-                if h.finish() % 2 == 0 {
+                if h.finish().is_multiple_of(2) {
                     first += 1;
                 }
             }
