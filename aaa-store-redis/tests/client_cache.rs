@@ -435,4 +435,24 @@ async fn validations_from_many_tasks_use_each_reading_connection_and_see_every_c
             assert!(all, "task {i}: a live session was refused");
         }
     }
+    // Every reading connection killed, then the other sessions removed: no invalidation can
+    // reach b's caches, so each connection must find itself gone and its cache emptied.
+    for id in tracking_clients(&server) {
+        server.cli(&["CLIENT", "KILL", "ID", &id]);
+    }
+    for r in sessions.iter().skip(1).step_by(2) {
+        a.remove(&r.key).await.unwrap().unwrap();
+    }
+    let answers = from_tasks(2).await;
+    for (i, &(_, none)) in answers.iter().enumerate() {
+        assert!(
+            none,
+            "task {i}: a session removed after its connection was killed was valid"
+        );
+    }
+    assert_eq!(
+        tracking_clients(&server).len(),
+        2,
+        "both connections opened again"
+    );
 }
