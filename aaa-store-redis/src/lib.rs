@@ -51,6 +51,7 @@
 //! | `{P}v3:s:<b>` | hash | bucket `b` of the sessions, `b` = the key's first two bytes mod 4096: 32 bytes of `SHA-256(cookie)` → the record, encoded (below); and of the id index, `b` = the id mod 4096: 8-byte big-endian id → 32-byte key |
 //! | `{P}v3:u:` + username | hash | that user's 8-byte ids, with empty values: the user index, kept only once a create has asked for a per-user limit (below) |
 //! | `{P}v3:due` | sorted set | each session bucket `b`, scored by a lower bound of the earliest deadline in it (ms since the epoch); the member `n`, whose score is 2^50 + the number of sessions; `r`, 2^51 + when that number was last made exact; and `p` (2^51) while the user index is kept |
+//! | `{P}v3:g:` + 32-byte key | string | the 8-byte id of a session removed a moment ago (a removal mark, below): expires 2 × the operation timeout (at least 10 s) after the removal |
 //! | `{P}v3:barrier` | — | never written: every batch of cached validation reads reads it (below), so that a server refusing reads fails them all |
 //!
 //! **A session and its id's index entry share a bucket.** The ids the store makes
@@ -107,7 +108,16 @@
 //!   index entries and its bucket's score. Concurrent creates are sent together: one script
 //!   call carries many (packed in one argument), each still one atomic step; the bucket-index
 //!   writes and the TTL extensions of the users' hashes and of `{P}v3:due` are made once at its
-//!   end (a session's buckets are extended as it is written).
+//!   end (a session's buckets are extended as it is written). A create whose connection
+//!   dropped before its answer came is sent once more: it finds its own value and answers
+//!   "created". Should the session have been removed between the two sends (listed and cleared
+//!   from another process in that moment), the removal's mark (`{P}v3:g:<key>`, which
+//!   `remove` and `remove_by_id` leave with the session's id) answers "created" and writes
+//!   nothing: revocation stays final. A first send on a standalone server does not look for
+//!   marks (no cost on the common path); on Redis Cluster every create does, as the cluster
+//!   client resends a command by itself when its connection drops. So on Cluster a create of
+//!   the very record (key and id) removed less than the mark's life ago answers "created" and
+//!   creates nothing — only ever a resend, since a key is the hash of a fresh random cookie.
 //! - `validate`: first a read, and when the value says the session is live and no touch is
 //!   due (or `touch` is off), that is the answer: a read writes and recreates nothing.
 //!   Otherwise one script reads the value and decides from its deadlines; absent or past its

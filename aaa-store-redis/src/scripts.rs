@@ -17,7 +17,8 @@
 //! deadline of its sessions, and holds the count of sessions as the score of its member `n`,
 //! offset by 2^50 (above any time, so never due), and the member `p` while the user index is
 //! kept. Fields of 8 bytes are index entries, every other field is a session (one whose key is
-//! not 32 bytes long is corrupt).
+//! not 32 bytes long is corrupt). `{P}v3:g:<key>` strings (32-byte key) mark a session removed
+//! a few seconds ago (value: its id; they expire by their TTL).
 
 use std::sync::LazyLock;
 
@@ -102,6 +103,10 @@ local function forget(tag, due, f, m, sk)
   end
   count_add(due, -1)
 end
+-- Marks the session under key m (id `id`) removed, for `ms` ms (a decimal string).
+local function gone(tag, m, id, ms)
+  redis.call('SET', tag .. 'g:' .. m, id, 'PX', ms)
+end
 "#;
 
 /// Creates: for each session, insert-if-absent on key and id, with the limits, each one
@@ -109,7 +114,7 @@ end
 /// refused create may still build the user index, which is about the others).
 /// Concurrent creates are sent together, so one call carries many.
 ///
-/// KEYS: due. ARGV: tag, backstop, items, deadline: items is, for each session, packed
+/// KEYS: due. ARGV: tag, backstop, items, deadline, gone: items is, for each session, packed
 /// (numbers big-endian) — key (32 bytes), id (8), now (8), ttl (8), per-user limit (4; 0:
 /// none), total limit (4; 0: none), then four strings, each after its length (2): the name of
 /// its bucket, the name of its id's bucket (empty when it is the same: always for the ids this
@@ -117,12 +122,15 @@ end
 /// batch, read by one `struct.unpack` per session: parsing many small arguments, or building
 /// names in Lua, costs the server more; every string made in Lua costs it too.) deadline: the
 /// earliest deadline of the batch's sessions, in decimal: the bucket index's score for every
-/// bucket they go to (a lower bound of each one's deadline, as the index needs).
+/// bucket they go to (a lower bound of each one's deadline, as the index needs). gone: `1` to
+/// look for each session's removal mark first (see `REMOVE`): a create sent again after its
+/// connection dropped, or on Redis Cluster (whose client resends by itself); `0` otherwise.
 /// Returns one string, a byte per session: `o` (created), `k` (key taken), `i` (id taken), `u`
 /// (user limit), `t` (total limit), or `x` (a value that does not parse, which the client
 /// never sends).
 const CREATE: &str = r#"
 local due, tag, backstop, batch_deadline = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[4]
+local check_gone = ARGV[5] == '1'
 -- The live sessions in total, once counted exactly in this call (nil until then); kept up to
 -- date by this call's creates.
 local live_total
@@ -196,6 +204,9 @@ local function count_live(now)
   return n - expired
 end
 local function one(m, id, v, now, ttl, per_user, total, b, sk, ik)
+  -- This very create, sent again after a lost answer, and its session removed since: it was
+  -- created, and stays removed (revocation is final).
+  if check_gone and redis.call('GET', tag .. 'g:' .. m) == id then return 'o' end
   if ik == '' then ik = sk end
   -- Whatever this create's answer, `due` may have been written for it (a user index built,
   -- a count made exact): its TTL must cover this session's (extended once, at the end; an
@@ -347,22 +358,26 @@ for p = 1, #items, 49 do out[#out + 1] = one(p) end
 return out
 "#;
 
-/// Removes the session under a key, live or expired.
+/// Removes the session under a key, live or expired, and marks it removed: `{P}v3:g:<key>`
+/// holds its id for `gone` ms, so that its create, should it arrive again (sent a second time
+/// after a lost answer, within the creator's operation budget), does not bring it back.
 ///
-/// KEYS: due. ARGV: tag, key. Returns the value, or nil.
+/// KEYS: due. ARGV: tag, key, gone. Returns the value, or nil.
 const REMOVE: &str = r#"
 local tag, m = ARGV[1], ARGV[2]
 local sk = tag .. 's:' .. kb(m)
 local v = redis.call('HGET', sk, m)
 if not v then return false end
 redis.call('HDEL', sk, m)
-forget(tag, KEYS[1], parse(v), m, sk)
+local f = parse(v)
+forget(tag, KEYS[1], f, m, sk)
+if f then gone(tag, m, f.id, ARGV[3]) end
 return v
 "#;
 
-/// Removes the session with a public id, live or expired.
+/// Removes the session with a public id, live or expired, and marks it removed (as `REMOVE`).
 ///
-/// KEYS: due. ARGV: tag, id (8 bytes). Returns `{key, value}`, or nil.
+/// KEYS: due. ARGV: tag, id (8 bytes), gone. Returns `{key, value}`, or nil.
 const REMOVE_BY_ID: &str = r#"
 local tag, id = ARGV[1], ARGV[2]
 local ik = tag .. 's:' .. ib(id)
@@ -383,6 +398,7 @@ end
 redis.call('HDEL', sk, m)
 redis.call('HDEL', ik, id)
 forget(tag, KEYS[1], f, m, sk)
+gone(tag, m, id, ARGV[3])
 return { m, v }
 "#;
 

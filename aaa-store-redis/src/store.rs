@@ -53,6 +53,8 @@ const LIST_BUDGETS: u32 = 4;
 /// How many times the connection manager retries a lost connection before failing the
 /// commands that wait for it (the next command starts a new attempt).
 const RECONNECT_RETRIES: usize = 2;
+/// The shortest time a removed session stays marked removed (see `Shared::gone_ms`).
+const GONE_MIN: Duration = Duration::from_secs(10);
 const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
 const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(200);
 
@@ -731,7 +733,8 @@ impl RedisStore {
         let mut inv = REMOVE_SCRIPT.prepare_invoke();
         inv.key(&keys.due)
             .arg(&keys.base)
-            .arg(key.as_bytes().as_slice());
+            .arg(key.as_bytes().as_slice())
+            .arg(self.shared.gone_ms());
         match self.shared.invoke_once(OP, &inv).await? {
             Value::Nil => Ok(None),
             Value::BulkString(v) => decode(*key, &v).map(Some),
@@ -748,7 +751,8 @@ impl RedisStore {
         let mut inv = REMOVE_BY_ID_SCRIPT.prepare_invoke();
         inv.key(&keys.due)
             .arg(&keys.base)
-            .arg(id.as_u64().to_be_bytes().as_slice());
+            .arg(id.as_u64().to_be_bytes().as_slice())
+            .arg(self.shared.gone_ms());
         match self.shared.invoke_once(OP, &inv).await? {
             Value::Nil => Ok(None),
             Value::Array(items) => match items.as_slice() {
@@ -1193,7 +1197,7 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<Lookup>) {
             OP,
             Resend::IfConnectionLost,
             time_left,
-            |mut conn| async move {
+            |mut conn, _| async move {
                 pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)
                     .await
                     .map_err(|source| RedisStoreError::Redis {
@@ -1208,7 +1212,8 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<Lookup>) {
 }
 
 /// Sends creates in one call of the create script (resent once if the connection dropped:
-/// the script recognises its own value), within the latest deadline among them; each gets its
+/// the script recognises its own value, and its removal mark should its session have been
+/// removed meanwhile), within the latest deadline among them; each gets its
 /// answer.
 async fn create_jobs(shared: Arc<Shared>, jobs: Vec<CreateJob>) {
     const OP: &str = "create";
@@ -1256,19 +1261,37 @@ impl Shared {
         budget: Duration,
     ) -> Result<Vec<u8>, RedisStoreError> {
         const OP: &str = "create";
-        let mut inv = CREATE_SCRIPT.prepare_invoke();
-        inv.key(&self.keys.due)
-            .arg(&self.keys.base)
-            .arg(self.backstop_ms());
         let mut packed = Vec::with_capacity(items.iter().map(|i| i.packed.len()).sum());
         for item in items {
             packed.extend_from_slice(&item.packed);
         }
-        inv.arg(packed);
         let earliest = items.iter().map(|i| i.deadline).min().unwrap_or(0);
-        inv.arg(itoa::Buffer::new().format(earliest));
+        let mut earliest_text = itoa::Buffer::new();
+        let earliest = earliest_text.format(earliest);
+        // The removal marks are looked for when the creates may have run already: sent again
+        // here, or on Redis Cluster, whose client resends a command by itself when its
+        // connection drops.
+        let cluster = self.config.url().is_cluster();
+        let (packed, base, due) = (&packed, &self.keys.base, &self.keys.due);
+        let backstop = self.backstop_ms();
         let reply = self
-            .invoke_within(OP, Resend::IfConnectionLost, budget, &inv)
+            .run_within(OP, Resend::IfConnectionLost, budget, |mut conn, again| {
+                let mut inv = CREATE_SCRIPT.prepare_invoke();
+                inv.key(due)
+                    .arg(base)
+                    .arg(backstop)
+                    .arg(packed.as_slice())
+                    .arg(earliest)
+                    .arg(if again || cluster { "1" } else { "0" });
+                async move {
+                    inv.invoke_async::<Value>(&mut conn)
+                        .await
+                        .map_err(|source| RedisStoreError::Redis {
+                            operation: OP,
+                            source,
+                        })
+                }
+            })
             .await?;
         // One byte per session.
         match reply {
@@ -1287,6 +1310,19 @@ impl Shared {
     /// The grace in ms, capped (as every time the store keeps) at 48 bits.
     fn grace_ms(&self) -> u64 {
         ms(self.config.grace()).min(MAX_MS)
+    }
+
+    /// How long a removed session's mark lasts, in ms: its create, sent again after a lost
+    /// answer, arrives within the creator's operation budget (resends on a fresh connection
+    /// included); twice this process's, and at least `GONE_MIN`, covers processes of one
+    /// table configured alike.
+    fn gone_ms(&self) -> u64 {
+        ms(self
+            .config
+            .operation_timeout()
+            .saturating_mul(2)
+            .max(GONE_MIN))
+        .min(MAX_MS)
     }
 
     /// The backstop in ms, capped at 48 bits.
@@ -1319,7 +1355,7 @@ impl Shared {
 
     /// Runs `f` within `budget`. With `Resend::IfConnectionLost`, an operation whose
     /// connection dropped is sent once more on a fresh one (the connection manager reconnects
-    /// meanwhile): only for operations whose *answer*, not only their effect, is the same the
+    /// meanwhile; `f`'s second argument tells it is sent again): only for operations whose *answer*, not only their effect, is the same the
     /// second time (reads, create — which recognises its own value —, validate). A remove or a
     /// claim that ran before the connection dropped would answer "nothing" the second time,
     /// and its end would never be reported: those are sent once (`Resend::Never`), and a lost
@@ -1332,14 +1368,14 @@ impl Shared {
         f: F,
     ) -> Result<T, RedisStoreError>
     where
-        F: Fn(Conn) -> Fut,
+        F: Fn(Conn, bool) -> Fut,
         Fut: Future<Output = Result<T, RedisStoreError>>,
     {
         let attempt = async {
-            match f(self.conn()).await {
+            match f(self.conn(), false).await {
                 Err(e) if e.is_connection_lost() && resend == Resend::IfConnectionLost => {
                     tracing::debug!(target: "aaa::store::redis", operation, error = %e, "connection lost; sending again");
-                    f(self.conn()).await
+                    f(self.conn(), true).await
                 }
                 other => other,
             }
@@ -1371,7 +1407,7 @@ impl Shared {
             operation,
             Resend::IfConnectionLost,
             budget,
-            |mut conn| async move {
+            |mut conn, _| async move {
                 cmd.query_async(&mut conn)
                     .await
                     .map_err(|source| RedisStoreError::Redis { operation, source })
@@ -1409,7 +1445,7 @@ impl Shared {
         budget: Duration,
         inv: &ScriptInvocation<'_>,
     ) -> Result<Value, RedisStoreError> {
-        self.run_within(operation, resend, budget, |mut conn| async move {
+        self.run_within(operation, resend, budget, |mut conn, _| async move {
             inv.invoke_async::<Value>(&mut conn)
                 .await
                 .map_err(|source| RedisStoreError::Redis { operation, source })

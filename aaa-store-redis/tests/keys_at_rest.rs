@@ -11,7 +11,7 @@ use aaa_core::{Clock, Identity, ManualClock, Mechanism, SessionStore};
 use aaa_session::{SessionConfig, SessionManager};
 use aaa_store_redis::{RedisConfig, RedisStore};
 use redis::AsyncCommands;
-use testkit::redis::{RedisServer, base, layout, session_bucket, unique_prefix};
+use testkit::redis::{RedisServer, base, layout, removal_mark, session_bucket, unique_prefix};
 
 const FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
 
@@ -107,16 +107,28 @@ fn bucket_of(prefix: &str, cookie: &str) -> Vec<u8> {
     )
 }
 
-/// The keys that must exist for the sessions of `live` (cookie, its user).
-fn layout_of(prefix: &str, live: &[(&String, &Arc<aaa_core::ExosUser>)]) -> Vec<Vec<u8>> {
-    layout(
+/// The keys that must exist for the sessions of `live` (cookie, its user), and for the
+/// sessions of `removed` (cookies) a removal has ended a moment ago (their marks).
+fn layout_of(
+    prefix: &str,
+    live: &[(&String, &Arc<aaa_core::ExosUser>)],
+    removed: &[&String],
+) -> Vec<Vec<u8>> {
+    let hash = |cookie: &str| aaa_core::SessionCookie::parse(cookie).unwrap().hash();
+    let mut keys = layout(
         prefix,
         live.iter().map(|(cookie, user)| {
-            let key = aaa_core::SessionCookie::parse(cookie).unwrap().hash();
-            (key, user.session_id().unwrap().as_u64(), user.username())
+            (
+                hash(cookie),
+                user.session_id().unwrap().as_u64(),
+                user.username(),
+            )
         }),
         true,
-    )
+    );
+    keys.extend(removed.iter().map(|c| removal_mark(prefix, &hash(c))));
+    keys.sort();
+    keys
 }
 
 async fn pttl_of_session(
@@ -176,7 +188,7 @@ async fn keys_hold_no_cookie_and_always_expire() {
     let all: Vec<_> = cookies.iter().zip(&users).collect();
     assert_eq!(
         check(&mut con, &prefix, &cookies, "create").await,
-        layout_of(&prefix, &all)
+        layout_of(&prefix, &all, &[])
     );
     // A session's bucket expires `grace` (and at most a minute more) after its deadline (idle
     // 20 min here), unless it shares its bucket with erin's session (1 chance in about 1,000).
@@ -207,7 +219,7 @@ async fn keys_hold_no_cookie_and_always_expire() {
     }
     assert_eq!(
         check(&mut con, &prefix, &cookies, "validate").await,
-        layout_of(&prefix, &all)
+        layout_of(&prefix, &all, &[])
     );
     let listed = store.list(clock.now()).await.unwrap();
     assert_eq!(listed.len(), 5);
@@ -216,7 +228,7 @@ async fn keys_hold_no_cookie_and_always_expire() {
     users[0].end_session().await.unwrap();
     assert_eq!(
         check(&mut con, &prefix, &cookies, "remove").await,
-        layout_of(&prefix, &all[1..])
+        layout_of(&prefix, &all[1..], &[&cookies[0]])
     );
     a.clear_session(users[2].session_id().unwrap())
         .await
@@ -224,7 +236,11 @@ async fn keys_hold_no_cookie_and_always_expire() {
     // bob's hash went with his only session.
     assert_eq!(
         check(&mut con, &prefix, &cookies, "remove_by_id").await,
-        layout_of(&prefix, &[all[1], all[3], all[4]])
+        layout_of(
+            &prefix,
+            &[all[1], all[3], all[4]],
+            &[&cookies[0], &cookies[2]]
+        )
     );
 
     // Claims: 21 minutes after the last touch, alice's second and carol's sessions expire;
@@ -233,7 +249,7 @@ async fn keys_hold_no_cookie_and_always_expire() {
     assert_eq!(a.reap().await.unwrap(), 2);
     assert_eq!(
         check(&mut con, &prefix, &cookies, "claim").await,
-        layout_of(&prefix, &all[4..])
+        layout_of(&prefix, &all[4..], &[&cookies[0], &cookies[2]])
     );
     assert!(b.validate_session(&cookies[4]).await.unwrap().is_some());
     assert_eq!(store.list(clock.now()).await.unwrap().len(), 1);

@@ -221,6 +221,15 @@ pub fn layout<'a>(
     want
 }
 
+/// The name of the mark a removal leaves for the session under `key` (it expires by itself).
+pub fn removal_mark(prefix: &str, key: &aaa_core::CookieHash) -> Vec<u8> {
+    [
+        format!("{}g:", base(prefix)).as_bytes(),
+        key.as_bytes().as_slice(),
+    ]
+    .concat()
+}
+
 /// A unique key prefix for one test: several tests can share one server.
 pub fn unique_prefix(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);

@@ -1,0 +1,228 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failure
+//! A create whose answer is lost is sent again; a session removed between the two sends stays
+//! removed (revocation is final). A proxy between the store and its own redis-server holds
+//! back the answer to the create, and closes the connection once the session was removed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aaa_core::{CreateOutcome, SessionLimits, SessionStore};
+use aaa_store_redis::{RedisConfig, RedisStore};
+use testkit::conformance::{base_time, record};
+use testkit::redis::{RedisCluster, RedisServer, removal_mark, unique_prefix};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+/// Where the proxy stands: armed with the bytes of a request, it holds back the answer that
+/// follows the first request that holds them, tells `hit`, waits for `go`, and closes that
+/// connection without the answer. Every other byte goes through.
+struct Trap {
+    needle: Vec<u8>,
+    hit: Option<oneshot::Sender<()>>,
+    go: Option<oneshot::Receiver<()>>,
+}
+
+async fn proxy(upstream: u16, trap: Arc<Mutex<Option<Trap>>>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let trap = trap.clone();
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    return;
+                };
+                relay(client, server, trap).await;
+            });
+        }
+    });
+    port
+}
+
+async fn relay(client: TcpStream, server: TcpStream, trap: Arc<Mutex<Option<Trap>>>) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    // The trap, once this connection's requests held its bytes.
+    let (sprung_tx, sprung_rx) = oneshot::channel::<Trap>();
+    let requests = tokio::spawn(async move {
+        let mut sprung_tx = Some(sprung_tx);
+        let mut seen: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if sprung_tx.is_some() {
+                seen.extend_from_slice(&buf[..n]);
+                let mut armed = trap.lock().unwrap();
+                let holds = armed
+                    .as_ref()
+                    .is_some_and(|t| seen.windows(t.needle.len()).any(|w| w == t.needle));
+                if holds {
+                    let t = armed.take().unwrap();
+                    let _ = sprung_tx.take().unwrap().send(t);
+                }
+                // Keep only what a needle split between two reads needs.
+                let keep = seen.len().saturating_sub(64);
+                seen.drain(..keep);
+            }
+            if server_write.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut sprung_rx = Some(sprung_rx);
+    let mut sprung: Option<Trap> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match server_read.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(rx) = sprung_rx.as_mut()
+            && let Ok(t) = rx.try_recv()
+        {
+            sprung = Some(t);
+            sprung_rx = None;
+        }
+        if let Some(mut t) = sprung.take() {
+            // The answer to the trapped request (and whatever came with it) never arrives.
+            let _ = t.hit.take().unwrap().send(());
+            let _ = t.go.take().unwrap().await;
+            break;
+        }
+        if client_write.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    requests.abort();
+    let _ = requests.await;
+    drop(client_write);
+}
+
+fn config(url: &str, prefix: &str) -> RedisConfig {
+    RedisConfig::from_url(url)
+        .unwrap()
+        .with_prefix(prefix)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_removed_before_its_create_is_resent_stays_removed() {
+    let server = RedisServer::start();
+    let trap = Arc::new(Mutex::new(None));
+    let port = proxy(server.port(), trap.clone()).await;
+    let prefix = unique_prefix("lost");
+    let through_proxy = RedisStore::connect(config(&format!("redis://127.0.0.1:{port}"), &prefix))
+        .await
+        .unwrap();
+    let direct = RedisStore::connect(config(&server.url(), &prefix))
+        .await
+        .unwrap();
+    let now = base_time();
+    let hour = Some(Duration::from_secs(3600));
+    // A first create loads the script into the server: the trapped request is the create
+    // itself (not a first try answered "no such script").
+    let warm = record("warm", now, hour, None);
+    assert_eq!(
+        through_proxy
+            .create(&warm, &SessionLimits::default())
+            .await
+            .unwrap(),
+        CreateOutcome::Created
+    );
+
+    let a = record("alice", now, hour, None);
+    let (hit_tx, hit_rx) = oneshot::channel();
+    let (go_tx, go_rx) = oneshot::channel();
+    *trap.lock().unwrap() = Some(Trap {
+        needle: a.key.as_bytes().to_vec(),
+        hit: Some(hit_tx),
+        go: Some(go_rx),
+    });
+    let creating = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            through_proxy
+                .create(&a, &SessionLimits::default())
+                .await
+                .map(|outcome| (outcome, through_proxy))
+        })
+    };
+    // The create ran on the server; its answer is held. Another process lists the session and
+    // clears it; then the creator's connection drops.
+    hit_rx.await.unwrap();
+    assert!(direct.list(now).await.unwrap().contains(&a));
+    assert_eq!(direct.remove_by_id(a.id).await.unwrap(), Some(a.clone()));
+    go_tx.send(()).unwrap();
+
+    // The creator sends its create again on a fresh connection: it was created (and since
+    // removed), and nothing brings it back.
+    let (outcome, through_proxy) = creating.await.unwrap().unwrap();
+    assert_eq!(outcome, CreateOutcome::Created);
+    assert!(trap.lock().unwrap().is_none(), "the trap was sprung");
+    for store in [&direct, &through_proxy] {
+        assert_eq!(store.get(&a.key, now).await.unwrap(), None);
+        assert_eq!(
+            store
+                .validate(&a.key, now, true, Duration::ZERO)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(store.list(now).await.unwrap(), vec![warm.clone()]);
+    }
+    // The mark expires by itself.
+    let mark = removal_mark(&prefix, &a.key);
+    let ttl: i64 = String::from_utf8(server.cli_bytes(&[b"PTTL", &mark]))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ttl > 0, "the removal mark has a TTL: {ttl}");
+}
+
+/// On Redis Cluster the client resends a command by itself when its connection drops: every
+/// create looks for a removal mark. The same create once more after a removal is recognised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_every_create_honours_removal_marks() {
+    let store = RedisStore::connect(config(
+        &RedisCluster::shared().url(),
+        &unique_prefix("lost-cluster"),
+    ))
+    .await
+    .unwrap();
+    let now = base_time();
+    let hour = Some(Duration::from_secs(3600));
+    let none = SessionLimits::default();
+    let a = record("alice", now, hour, None);
+    let b = record("bob", now, hour, None);
+    for r in [&a, &b] {
+        assert_eq!(
+            store.create(r, &none).await.unwrap(),
+            CreateOutcome::Created
+        );
+    }
+    assert!(store.remove(&a.key).await.unwrap().is_some());
+    assert!(store.remove_by_id(b.id).await.unwrap().is_some());
+    for r in [&a, &b] {
+        assert_eq!(
+            store.create(r, &none).await.unwrap(),
+            CreateOutcome::Created
+        );
+        assert_eq!(store.get(&r.key, now).await.unwrap(), None);
+    }
+    assert!(store.list(now).await.unwrap().is_empty());
+    // Another session under another key is created as ever.
+    let c = record("carol", now, hour, None);
+    assert_eq!(
+        store.create(&c, &none).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(store.list(now).await.unwrap(), vec![c]);
+}
