@@ -128,6 +128,10 @@ pub enum RedisStoreError {
         /// The store operation.
         operation: &'static str,
     },
+    /// The operating system's random generator failed (when the store is made: it draws the
+    /// random part of its calls' nonces).
+    #[error("the operating system's random generator failed")]
+    Entropy(#[source] rand::rngs::SysError),
     /// A field of a record is too long for the value encoding (at most 255 bytes) or for the
     /// create script's argument.
     #[error("the session's {field} is {len} bytes long, more than this store keeps")]

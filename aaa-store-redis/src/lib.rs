@@ -52,6 +52,7 @@
 //! | `{P}v3:u:` + username | hash | that user's 8-byte ids, with empty values: the user index, kept only once a create has asked for a per-user limit (below) |
 //! | `{P}v3:due` | sorted set | each session bucket `b`, scored by a lower bound of the earliest deadline in it (ms since the epoch); the member `n`, whose score is 2^50 + the number of sessions; `r`, 2^51 + when that number was last made exact; and `p` (2^51) while the user index is kept |
 //! | `{P}v3:g:` + 32-byte key | string | the 8-byte id of a session removed a moment ago (a removal mark, below): expires 2 × the operation timeout (at least 10 s) after the removal |
+//! | `{P}v3:r:` + 16-byte nonce | string | what a `remove`, `remove_by_id` or `claim_expired` call removed, kept as long as a removal mark, for the call sent again (below) |
 //! | `{P}v3:barrier` | — | never written: every batch of cached validation reads reads it (below), so that a server refusing reads fails them all |
 //!
 //! **A session and its id's index entry share a bucket.** The ids the store makes
@@ -178,10 +179,13 @@
 //! multiplexed connection, reconnecting), a cluster through its async cluster connection; both
 //! speak RESP3, so a connection the server closes (idle `timeout`, restart) is replaced at once.
 //! Every call is bounded by `connect_timeout + response_timeout` (defaults 1 s + 500 ms, well
-//! inside a login's budget). A call whose connection was lost under it is sent once more,
-//! except `remove`, `remove_by_id` and `claim_expired`: had the first run removed the records,
-//! the second would answer "nothing" and their end would never be reported, so a lost
-//! connection is their error (the outcome is unknown; the caller keeps the session). Redis
+//! inside a login's budget). A call whose connection was lost under it is sent once more
+//! (on Redis Cluster the client may resend it by itself too), and every call answers the same
+//! the second time: `remove`, `remove_by_id` and `claim_expired` send a nonce (16 bytes: 8
+//! random, drawn when the store is made, then a count) and their script keeps what it removed
+//! under it (`{P}v3:r:<nonce>`, as long as a removal mark lives), so a call that ran before
+//! its answer was lost reports the sessions it ended, not "nothing" — their end is reported
+//! exactly once. Redis
 //! down means an error — [`StoreErrorKind::Unreachable`](aaa_core::StoreErrorKind::Unreachable)
 //! or [`Timeout`](aaa_core::StoreErrorKind::Timeout) — from every call, never a session and
 //! never a hang; Redis back means the next calls succeed, without restarting the process.

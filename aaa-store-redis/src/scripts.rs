@@ -18,7 +18,8 @@
 //! offset by 2^50 (above any time, so never due), and the member `p` while the user index is
 //! kept. Fields of 8 bytes are index entries, every other field is a session (one whose key is
 //! not 32 bytes long is corrupt). `{P}v3:g:<key>` strings (32-byte key) mark a session removed
-//! a few seconds ago (value: its id; they expire by their TTL).
+//! a few seconds ago (value: its id), and `{P}v3:r:<nonce>` strings keep the answer of a call
+//! that removed sessions (16-byte nonce, one per call); both expire by their TTL.
 
 use std::sync::LazyLock;
 
@@ -107,6 +108,12 @@ end
 local function gone(tag, m, id, ms)
   redis.call('SET', tag .. 'g:' .. m, id, 'PX', ms)
 end
+-- A removing call's answer, kept under the call's nonce for `ms` ms: the same call, sent again
+-- after its answer was lost, answers the same (and removes nothing more).
+local function keep(tag, nonce, answer, ms)
+  redis.call('SET', tag .. 'r:' .. nonce, answer, 'PX', ms)
+end
+local function kept(tag, nonce) return redis.call('GET', tag .. 'r:' .. nonce) end
 "#;
 
 /// Creates: for each session, insert-if-absent on key and id, with the limits, each one
@@ -362,24 +369,34 @@ return out
 /// holds its id for `gone` ms, so that its create, should it arrive again (sent a second time
 /// after a lost answer, within the creator's operation budget), does not bring it back.
 ///
-/// KEYS: due. ARGV: tag, key, gone. Returns the value, or nil.
+/// Its answer is kept under the call's nonce (`{P}v3:r:<nonce>`, as long as the mark): sent
+/// again, the call answers the same.
+///
+/// KEYS: due. ARGV: tag, key, gone (ms), nonce (16 bytes). Returns the value, or nil.
 const REMOVE: &str = r#"
-local tag, m = ARGV[1], ARGV[2]
+local tag, m, ms, nonce = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local k = kept(tag, nonce)
+if k then return k end
 local sk = tag .. 's:' .. kb(m)
 local v = redis.call('HGET', sk, m)
 if not v then return false end
 redis.call('HDEL', sk, m)
 local f = parse(v)
 forget(tag, KEYS[1], f, m, sk)
-if f then gone(tag, m, f.id, ARGV[3]) end
+if f then gone(tag, m, f.id, ms) end
+keep(tag, nonce, v, ms)
 return v
 "#;
 
-/// Removes the session with a public id, live or expired, and marks it removed (as `REMOVE`).
+/// Removes the session with a public id, live or expired, marks it removed and keeps the answer
+/// (as `REMOVE`).
 ///
-/// KEYS: due. ARGV: tag, id (8 bytes), gone. Returns `{key, value}`, or nil.
+/// KEYS: due. ARGV: tag, id (8 bytes), gone (ms), nonce (16 bytes). Returns `{key, value}`,
+/// or nil.
 const REMOVE_BY_ID: &str = r#"
-local tag, id = ARGV[1], ARGV[2]
+local tag, id, ms, nonce = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local k = kept(tag, nonce)
+if k then return { string.sub(k, 1, 32), string.sub(k, 33) } end
 local ik = tag .. 's:' .. ib(id)
 local m = redis.call('HGET', ik, id)
 if not m then return false end
@@ -398,7 +415,8 @@ end
 redis.call('HDEL', sk, m)
 redis.call('HDEL', ik, id)
 forget(tag, KEYS[1], f, m, sk)
-gone(tag, m, id, ARGV[3])
+gone(tag, m, id, ms)
+keep(tag, nonce, m .. v, ms)
 return { m, v }
 "#;
 
@@ -408,10 +426,16 @@ return { m, v }
 /// caller, whichever process calls. A value that cannot be parsed is claimed too (the caller
 /// reports it as corrupt).
 ///
-/// KEYS: due. ARGV: tag, now, max, backstop. Returns `{key, value, key, value, …}`.
+/// What it claimed is kept under the call's nonce (as `REMOVE`'s answer): sent again, the
+/// call answers the same.
+///
+/// KEYS: due. ARGV: tag, now, max, backstop, kept (ms), nonce (16 bytes). Returns `{key,
+/// value, key, value, …}`.
 const CLAIM: &str = r#"
 local due, tag = KEYS[1], ARGV[1]
 local now, max, backstop = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local k = kept(tag, ARGV[6])
+if k then return cmsgpack.unpack(k) end
 local out, found = {}, 0
 while found < max do
   -- Bucket numbers only: the count's score is above any time.
@@ -442,6 +466,7 @@ while found < max do
   end
   if #bs < 32 then break end
 end
+if found > 0 then keep(tag, ARGV[6], cmsgpack.pack(out), ARGV[5]) end
 return out
 "#;
 

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -11,6 +12,7 @@ use aaa_core::{
     AaaError, CookieHash, CreateOutcome, SessionId, SessionLimits, SessionRecord, SessionStore,
     StoreError, async_trait, unix_ms,
 };
+use rand::TryRng as _;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -191,6 +193,10 @@ struct Shared {
     keys: Keys,
     conn: RwLock<Conn>,
     rebuild: Option<Rebuild>,
+    /// The random half of this store's call nonces (see `Shared::nonce`).
+    nonce_base: [u8; 8],
+    /// The calls that took a nonce so far: the other half.
+    nonces: AtomicU64,
 }
 
 impl fmt::Debug for RedisStore {
@@ -419,11 +425,17 @@ impl RedisStore {
             }
         };
         tracing::debug!(target: "aaa::store::redis", url = %config.url(), prefix = config.prefix(), "connected");
+        let mut nonce_base = [0u8; 8];
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut nonce_base)
+            .map_err(RedisStoreError::Entropy)?;
         let shared = Arc::new(Shared {
             keys: Keys::new(config.prefix()),
             config,
             conn: RwLock::new(conn),
             rebuild,
+            nonce_base,
+            nonces: AtomicU64::new(0),
         });
         let (batcher, readers, creator) = match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
@@ -734,8 +746,9 @@ impl RedisStore {
         inv.key(&keys.due)
             .arg(&keys.base)
             .arg(key.as_bytes().as_slice())
-            .arg(self.shared.gone_ms());
-        match self.shared.invoke_once(OP, &inv).await? {
+            .arg(self.shared.gone_ms())
+            .arg(self.shared.nonce().as_slice());
+        match self.shared.invoke(OP, &inv).await? {
             Value::Nil => Ok(None),
             Value::BulkString(v) => decode(*key, &v).map(Some),
             _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
@@ -752,8 +765,9 @@ impl RedisStore {
         inv.key(&keys.due)
             .arg(&keys.base)
             .arg(id.as_u64().to_be_bytes().as_slice())
-            .arg(self.shared.gone_ms());
-        match self.shared.invoke_once(OP, &inv).await? {
+            .arg(self.shared.gone_ms())
+            .arg(self.shared.nonce().as_slice());
+        match self.shared.invoke(OP, &inv).await? {
             Value::Nil => Ok(None),
             Value::Array(items) => match items.as_slice() {
                 [Value::BulkString(m), Value::BulkString(v)] => decode(key_of(m)?, v).map(Some),
@@ -813,8 +827,10 @@ impl RedisStore {
             .arg(&keys.base)
             .arg(unix_ms(now).min(MAX_MS))
             .arg(max)
-            .arg(self.shared.backstop_ms());
-        let Value::Array(items) = self.shared.invoke_once(OP, &inv).await? else {
+            .arg(self.shared.backstop_ms())
+            .arg(self.shared.gone_ms())
+            .arg(self.shared.nonce().as_slice());
+        let Value::Array(items) = self.shared.invoke(OP, &inv).await? else {
             return Err(RedisStoreError::UnexpectedReply { operation: OP });
         };
         let (out, corrupt) = records_of(items, OP)?;
@@ -1062,13 +1078,6 @@ async fn open(config: &RedisConfig) -> Result<(Conn, Option<Rebuild>), RedisStor
     }
 }
 
-/// Whether an operation may be sent again when its connection dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resend {
-    IfConnectionLost,
-    Never,
-}
-
 /// A batching task: takes the jobs waiting, sends up to `MAX_BATCH` of them at once with
 /// `send`, with up to `in_flight` batches in flight; while they are, new jobs queue and go
 /// out together in the next batch. Ends when the store (the sender) is dropped.
@@ -1193,19 +1202,14 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<Lookup>) {
     }
     let pipe = &pipe;
     let values = shared
-        .run_within(
-            OP,
-            Resend::IfConnectionLost,
-            time_left,
-            |mut conn, _| async move {
-                pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)
-                    .await
-                    .map_err(|source| RedisStoreError::Redis {
-                        operation: OP,
-                        source,
-                    })
-            },
-        )
+        .run_within(OP, time_left, |mut conn, _| async move {
+            pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)
+                .await
+                .map_err(|source| RedisStoreError::Redis {
+                    operation: OP,
+                    source,
+                })
+        })
         .await
         .map(|values| values.into_iter().map(|v| v.map(Stored::from)).collect());
     deliver_shared(jobs, with_budget(values, budget), keys.len(), &at, OP);
@@ -1245,9 +1249,7 @@ impl Shared {
             .arg(now_ms)
             .arg(self.backstop_ms());
         let budget = deadline.saturating_duration_since(Instant::now());
-        let reply = self
-            .invoke_within(OP, Resend::IfConnectionLost, budget, &inv)
-            .await;
+        let reply = self.invoke_within(OP, budget, &inv).await;
         match with_budget(reply, self.config.operation_timeout() * LIST_BUDGETS)? {
             Value::Array(items) => Ok(items),
             _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
@@ -1275,7 +1277,7 @@ impl Shared {
         let (packed, base, due) = (&packed, &self.keys.base, &self.keys.due);
         let backstop = self.backstop_ms();
         let reply = self
-            .run_within(OP, Resend::IfConnectionLost, budget, |mut conn, again| {
+            .run_within(OP, budget, |mut conn, again| {
                 let mut inv = CREATE_SCRIPT.prepare_invoke();
                 inv.key(due)
                     .arg(base)
@@ -1310,6 +1312,18 @@ impl Shared {
     /// The grace in ms, capped (as every time the store keeps) at 48 bits.
     fn grace_ms(&self) -> u64 {
         ms(self.config.grace()).min(MAX_MS)
+    }
+
+    /// A nonce no other call of any store makes (with overwhelming likelihood): 8 random bytes
+    /// drawn when the store was made, then a count. A removing call (remove, remove by id,
+    /// claim) sends one, and the script keeps its answer under it: the call sent again, after
+    /// its answer was lost, answers the same.
+    fn nonce(&self) -> [u8; 16] {
+        let n = self.nonces.fetch_add(1, Ordering::Relaxed);
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.nonce_base);
+        out[8..].copy_from_slice(&n.to_be_bytes());
+        out
     }
 
     /// How long a removed session's mark lasts, in ms: its create, sent again after a lost
@@ -1353,17 +1367,15 @@ impl Shared {
         }
     }
 
-    /// Runs `f` within `budget`. With `Resend::IfConnectionLost`, an operation whose
-    /// connection dropped is sent once more on a fresh one (the connection manager reconnects
-    /// meanwhile; `f`'s second argument tells it is sent again): only for operations whose *answer*, not only their effect, is the same the
-    /// second time (reads, create — which recognises its own value —, validate). A remove or a
-    /// claim that ran before the connection dropped would answer "nothing" the second time,
-    /// and its end would never be reported: those are sent once (`Resend::Never`), and a lost
-    /// connection is their error.
+    /// Runs `f` within `budget`. An operation whose connection dropped is sent once more on a
+    /// fresh one (the connection manager reconnects meanwhile; `f`'s second argument tells it
+    /// is sent again), as every operation answers the same the second time: reads and
+    /// validations by nature; a create recognises its own value (and its session's removal
+    /// mark); a remove or a claim finds its answer kept under its nonce (without which it would
+    /// answer "nothing", and the end it made would never be reported).
     async fn run_within<T, F, Fut>(
         &self,
         operation: &'static str,
-        resend: Resend,
         budget: Duration,
         f: F,
     ) -> Result<T, RedisStoreError>
@@ -1373,7 +1385,7 @@ impl Shared {
     {
         let attempt = async {
             match f(self.conn(), false).await {
-                Err(e) if e.is_connection_lost() && resend == Resend::IfConnectionLost => {
+                Err(e) if e.is_connection_lost() => {
                     tracing::debug!(target: "aaa::store::redis", operation, error = %e, "connection lost; sending again");
                     f(self.conn(), true).await
                 }
@@ -1403,16 +1415,11 @@ impl Shared {
         cmd: &Cmd,
     ) -> Result<T, RedisStoreError> {
         let budget = self.config.operation_timeout();
-        self.run_within(
-            operation,
-            Resend::IfConnectionLost,
-            budget,
-            |mut conn, _| async move {
-                cmd.query_async(&mut conn)
-                    .await
-                    .map_err(|source| RedisStoreError::Redis { operation, source })
-            },
-        )
+        self.run_within(operation, budget, |mut conn, _| async move {
+            cmd.query_async(&mut conn)
+                .await
+                .map_err(|source| RedisStoreError::Redis { operation, source })
+        })
         .await
     }
 
@@ -1422,30 +1429,17 @@ impl Shared {
         inv: &ScriptInvocation<'_>,
     ) -> Result<Value, RedisStoreError> {
         let budget = self.config.operation_timeout();
-        self.invoke_within(operation, Resend::IfConnectionLost, budget, inv)
-            .await
+        self.invoke_within(operation, budget, inv).await
     }
 
-    /// A script whose answer reports what it removed (remove, remove by id, claim): sent once.
-    async fn invoke_once(
-        &self,
-        operation: &'static str,
-        inv: &ScriptInvocation<'_>,
-    ) -> Result<Value, RedisStoreError> {
-        let budget = self.config.operation_timeout();
-        self.invoke_within(operation, Resend::Never, budget, inv)
-            .await
-    }
-
-    /// One script call within `budget` (see `run_within` for `resend`).
+    /// One script call within `budget` (see `run_within`).
     async fn invoke_within(
         &self,
         operation: &'static str,
-        resend: Resend,
         budget: Duration,
         inv: &ScriptInvocation<'_>,
     ) -> Result<Value, RedisStoreError> {
-        self.run_within(operation, resend, budget, |mut conn, _| async move {
+        self.run_within(operation, budget, |mut conn, _| async move {
             inv.invoke_async::<Value>(&mut conn)
                 .await
                 .map_err(|source| RedisStoreError::Redis { operation, source })

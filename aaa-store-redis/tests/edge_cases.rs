@@ -9,7 +9,9 @@ use std::time::Duration;
 use aaa_core::{CreateOutcome, SessionId, SessionLimits, SessionStore};
 use aaa_store_redis::{RedisConfig, RedisStore};
 use testkit::conformance::{base_time, record};
-use testkit::redis::{RedisServer, base, layout, removal_mark, session_bucket, unique_prefix};
+use testkit::redis::{
+    RedisServer, base, layout, removal_mark, session_bucket, unique_prefix, without_answers,
+};
 
 async fn store(prefix: &str, backstop: Option<Duration>) -> RedisStore {
     let mut config = RedisConfig::from_url(&RedisServer::shared().url())
@@ -169,10 +171,12 @@ async fn stale_index_entries_heal() {
     assert_eq!(s.create(&d, &one).await.unwrap(), CreateOutcome::TotalLimit);
     assert_eq!(s.remove(&c.key).await.unwrap().unwrap().key, c.key);
     // Only the bucket index is left, which holds the count (which still counts alice: it is
-    // made exact again when a total limit needs it), and the marks of the sessions removed
-    // (b and c: alice's value went without a removal); each expires by itself. (No create
-    // here had a per-user limit: the table keeps no user index.)
-    let left = keys_of(&prefix).await;
+    // made exact again when a total limit needs it), the marks of the sessions removed (b and
+    // c: alice's value went without a removal) and the answers of those two removals; each
+    // expires by itself. (No create here had a per-user limit: the table keeps no user index.)
+    let all = keys_of(&prefix).await;
+    let (left, answers) = without_answers(&prefix, all.clone());
+    assert_eq!(answers, 2);
     let mut want = vec![
         format!("{}due", base(&prefix)).into_bytes(),
         removal_mark(&prefix, &b.key),
@@ -180,7 +184,7 @@ async fn stale_index_entries_heal() {
     ];
     want.sort();
     assert_eq!(left, want);
-    for k in &left {
+    for k in &all {
         let pttl: i64 = RedisServer::shared()
             .cli_bytes(&[b"PTTL", k])
             .iter()

@@ -138,13 +138,7 @@ async fn a_session_removed_before_its_create_is_resent_stays_removed() {
     );
 
     let a = record("alice", now, hour, None);
-    let (hit_tx, hit_rx) = oneshot::channel();
-    let (go_tx, go_rx) = oneshot::channel();
-    *trap.lock().unwrap() = Some(Trap {
-        needle: a.key.as_bytes().to_vec(),
-        hit: Some(hit_tx),
-        go: Some(go_rx),
-    });
+    let (hit_rx, go_tx) = arm(&trap, a.key.as_bytes());
     let creating = {
         let a = a.clone();
         tokio::spawn(async move {
@@ -225,4 +219,95 @@ async fn on_a_cluster_every_create_honours_removal_marks() {
         CreateOutcome::Created
     );
     assert_eq!(store.list(now).await.unwrap(), vec![c]);
+}
+
+/// Arms `trap` with `needle` and returns the channels to follow it: `hit` once the answer is
+/// held, `go` to drop the connection.
+fn arm(trap: &Mutex<Option<Trap>>, needle: &[u8]) -> (oneshot::Receiver<()>, oneshot::Sender<()>) {
+    let (hit_tx, hit_rx) = oneshot::channel();
+    let (go_tx, go_rx) = oneshot::channel();
+    *trap.lock().unwrap() = Some(Trap {
+        needle: needle.to_vec(),
+        hit: Some(hit_tx),
+        go: Some(go_rx),
+    });
+    (hit_rx, go_tx)
+}
+
+/// A remove, a remove by id and a claim whose answers are lost are sent again, and answer
+/// what the first send removed: each session's end is reported once, not lost as "nothing".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_calls_whose_answer_is_lost_answer_the_same_when_sent_again() {
+    let server = RedisServer::start();
+    let trap = Arc::new(Mutex::new(None));
+    let port = proxy(server.port(), trap.clone()).await;
+    let prefix = unique_prefix("lost-rm");
+    let store = Arc::new(
+        RedisStore::connect(config(&format!("redis://127.0.0.1:{port}"), &prefix))
+            .await
+            .unwrap(),
+    );
+    let direct = RedisStore::connect(config(&server.url(), &prefix))
+        .await
+        .unwrap();
+    let now = base_time();
+    let hour = Some(Duration::from_secs(3600));
+    let none = SessionLimits::default();
+    let a = record("alice", now, hour, None);
+    let b = record("bob", now, hour, None);
+    let c = record("carol", now, Some(Duration::from_secs(60)), None);
+    for r in [&a, &b, &c] {
+        assert_eq!(
+            store.create(r, &none).await.unwrap(),
+            CreateOutcome::Created
+        );
+    }
+    // The scripts are loaded into the server first (the trapped requests are the calls
+    // themselves, not first tries answered "no such script").
+    let absent = record("nobody", now, hour, None);
+    assert_eq!(store.remove(&absent.key).await.unwrap(), None);
+    assert_eq!(store.remove_by_id(absent.id).await.unwrap(), None);
+    assert!(store.claim_expired(now, 10).await.unwrap().is_empty());
+
+    // remove
+    let (hit, go) = arm(&trap, a.key.as_bytes());
+    let call = {
+        let (store, key) = (store.clone(), a.key);
+        tokio::spawn(async move { store.remove(&key).await })
+    };
+    hit.await.unwrap();
+    assert!(!direct.list(now).await.unwrap().contains(&a), "removed");
+    go.send(()).unwrap();
+    assert_eq!(call.await.unwrap().unwrap(), Some(a.clone()));
+    assert!(trap.lock().unwrap().is_none(), "the trap was sprung");
+
+    // remove by id
+    let (hit, go) = arm(&trap, &b.id.as_u64().to_be_bytes());
+    let call = {
+        let (store, id) = (store.clone(), b.id);
+        tokio::spawn(async move { store.remove_by_id(id).await })
+    };
+    hit.await.unwrap();
+    go.send(()).unwrap();
+    assert_eq!(call.await.unwrap().unwrap(), Some(b.clone()));
+    assert!(trap.lock().unwrap().is_none(), "the trap was sprung");
+
+    // claim: carol's session expires after a minute.
+    let later = now + Duration::from_secs(7200);
+    let later_ms = aaa_core::unix_ms(later).to_string();
+    let (hit, go) = arm(&trap, later_ms.as_bytes());
+    let call = {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim_expired(later, 10).await })
+    };
+    hit.await.unwrap();
+    go.send(()).unwrap();
+    assert_eq!(call.await.unwrap().unwrap(), vec![c.clone()]);
+    assert!(trap.lock().unwrap().is_none(), "the trap was sprung");
+
+    // All three are gone, and nothing else was claimed or removed.
+    assert!(direct.list(now).await.unwrap().is_empty());
+    assert!(direct.claim_expired(later, 10).await.unwrap().is_empty());
+    assert_eq!(direct.remove(&a.key).await.unwrap(), None);
+    assert_eq!(direct.remove_by_id(b.id).await.unwrap(), None);
 }
