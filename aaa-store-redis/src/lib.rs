@@ -52,7 +52,7 @@
 //! | `{P}v3:u:` + username | hash | that user's 8-byte ids, with empty values: the user index, kept only once a create has asked for a per-user limit (below) |
 //! | `{P}v3:due` | sorted set | each session bucket `b`, scored by a lower bound of the earliest deadline in it (ms since the epoch); the member `n`, whose score is 2^50 + the number of sessions; `r`, 2^51 + when that number was last made exact; and `p` (2^51) while the user index is kept |
 //! | `{P}v3:g:` + 32-byte key | string | the 8-byte id of a session removed a moment ago (a removal mark, below): expires 2 × the operation timeout (at least 10 s) after the removal |
-//! | `{P}v3:r:` + 16-byte nonce | string | what a `remove`, `remove_by_id` or `claim_expired` call removed, kept as long as a removal mark, for the call sent again (below) |
+//! | `{P}v3:r:` + 16-byte nonce + subject | string | what a `remove`, `remove_by_id` or `claim_expired` call removed (subject: the 32-byte key, the 8-byte id, or the claim's time in decimal), kept as long as a removal mark, for the call sent again (below) |
 //! | `{P}v3:barrier` | — | never written: every batch of cached validation reads reads it (below), so that a server refusing reads fails them all |
 //!
 //! **A session and its id's index entry share a bucket.** The ids the store makes
@@ -114,7 +114,8 @@
 //!   "created". Should the session have been removed between the two sends (listed and cleared
 //!   from another process in that moment), the removal's mark (`{P}v3:g:<key>`, which
 //!   `remove` and `remove_by_id` leave with the session's id) answers "created" and writes
-//!   nothing: revocation stays final. A first send on a standalone server does not look for
+//!   nothing: revocation stays final (a claim leaves the same mark on each session it claims).
+//!   A first send on a standalone server does not look for
 //!   marks (no cost on the common path); on Redis Cluster every create does, as the cluster
 //!   client resends a command by itself when its connection drops. So on Cluster a create of
 //!   the very record (key and id) removed less than the mark's life ago answers "created" and
@@ -183,9 +184,10 @@
 //! (on Redis Cluster the client may resend it by itself too), and every call answers the same
 //! the second time: `remove`, `remove_by_id` and `claim_expired` send a nonce (16 bytes: 8
 //! random, drawn when the store is made, then a count) and their script keeps what it removed
-//! under it (`{P}v3:r:<nonce>`, as long as a removal mark lives), so a call that ran before
-//! its answer was lost reports the sessions it ended, not "nothing" — their end is reported
-//! exactly once. Redis
+//! under it and what it was asked (`{P}v3:r:<nonce><key, id or time>`, as long as a removal
+//! mark lives), so a call that ran before its answer was lost reports the sessions it ended,
+//! not "nothing". A session's end is reported at most once, and exactly once when the call
+//! that ended it succeeds (a call that times out is not resent: its outcome is unknown). Redis
 //! down means an error — [`StoreErrorKind::Unreachable`](aaa_core::StoreErrorKind::Unreachable)
 //! or [`Timeout`](aaa_core::StoreErrorKind::Timeout) — from every call, never a session and
 //! never a hang; Redis back means the next calls succeed, without restarting the process.
@@ -193,7 +195,8 @@
 //! URLs: `redis://[user:password@]host[:port][/db]`; `rediss://…` over TLS (cargo feature
 //! `tls`: rustls, trusting the system's root certificates or the CAs given to
 //! `RedisConfig::with_tls_root_ca`); `redis+cluster://host:port,host:port` (and
-//! `rediss+cluster://`). Needs Redis 7.0 or later (RESP3, `ZADD … LT`, `struct` in Lua). A
+//! `rediss+cluster://`). Needs Redis 7.0 or later (RESP3, `ZADD … LT`, `struct` and
+//! `cmsgpack` in Lua). A
 //! standalone store opens up to three connections per process: the connection manager's, and
 //! two reading connections (each opened at the first validation that needs it).
 #![forbid(unsafe_code)]

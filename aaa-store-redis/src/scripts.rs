@@ -18,8 +18,9 @@
 //! offset by 2^50 (above any time, so never due), and the member `p` while the user index is
 //! kept. Fields of 8 bytes are index entries, every other field is a session (one whose key is
 //! not 32 bytes long is corrupt). `{P}v3:g:<key>` strings (32-byte key) mark a session removed
-//! a few seconds ago (value: its id), and `{P}v3:r:<nonce>` strings keep the answer of a call
-//! that removed sessions (16-byte nonce, one per call); both expire by their TTL.
+//! a few seconds ago (value: its id), and `{P}v3:r:<nonce><subject>` strings keep the answer
+//! of a call that removed sessions (16-byte nonce, one per call; subject: the key, the id, or
+//! the claim's time in decimal); both expire by their TTL.
 
 use std::sync::LazyLock;
 
@@ -108,12 +109,14 @@ end
 local function gone(tag, m, id, ms)
   redis.call('SET', tag .. 'g:' .. m, id, 'PX', ms)
 end
--- A removing call's answer, kept under the call's nonce for `ms` ms: the same call, sent again
--- after its answer was lost, answers the same (and removes nothing more).
-local function keep(tag, nonce, answer, ms)
-  redis.call('SET', tag .. 'r:' .. nonce, answer, 'PX', ms)
+-- A removing call's answer, kept for `ms` ms under the call's nonce and what it was asked to
+-- remove (its key, its id, or its claim's time: a nonce met twice, were it ever, answers only
+-- the same question): the same call, sent again after its answer was lost, answers the same
+-- (and removes nothing more).
+local function keep(tag, call, answer, ms)
+  redis.call('SET', tag .. 'r:' .. call, answer, 'PX', ms)
 end
-local function kept(tag, nonce) return redis.call('GET', tag .. 'r:' .. nonce) end
+local function kept(tag, call) return redis.call('GET', tag .. 'r:' .. call) end
 "#;
 
 /// Creates: for each session, insert-if-absent on key and id, with the limits, each one
@@ -369,13 +372,14 @@ return out
 /// holds its id for `gone` ms, so that its create, should it arrive again (sent a second time
 /// after a lost answer, within the creator's operation budget), does not bring it back.
 ///
-/// Its answer is kept under the call's nonce (`{P}v3:r:<nonce>`, as long as the mark): sent
-/// again, the call answers the same.
+/// Its answer is kept under the call's nonce and the key (`{P}v3:r:<nonce><key>`, as long as
+/// the mark): sent again, the call answers the same.
 ///
 /// KEYS: due. ARGV: tag, key, gone (ms), nonce (16 bytes). Returns the value, or nil.
 const REMOVE: &str = r#"
-local tag, m, ms, nonce = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local k = kept(tag, nonce)
+local tag, m, ms = ARGV[1], ARGV[2], ARGV[3]
+local call = ARGV[4] .. m
+local k = kept(tag, call)
 if k then return k end
 local sk = tag .. 's:' .. kb(m)
 local v = redis.call('HGET', sk, m)
@@ -384,18 +388,19 @@ redis.call('HDEL', sk, m)
 local f = parse(v)
 forget(tag, KEYS[1], f, m, sk)
 if f then gone(tag, m, f.id, ms) end
-keep(tag, nonce, v, ms)
+keep(tag, call, v, ms)
 return v
 "#;
 
 /// Removes the session with a public id, live or expired, marks it removed and keeps the answer
-/// (as `REMOVE`).
+/// (as `REMOVE`, under `{P}v3:r:<nonce><id>`).
 ///
 /// KEYS: due. ARGV: tag, id (8 bytes), gone (ms), nonce (16 bytes). Returns `{key, value}`,
 /// or nil.
 const REMOVE_BY_ID: &str = r#"
-local tag, id, ms, nonce = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local k = kept(tag, nonce)
+local tag, id, ms = ARGV[1], ARGV[2], ARGV[3]
+local call = ARGV[4] .. id
+local k = kept(tag, call)
 if k then return { string.sub(k, 1, 32), string.sub(k, 33) } end
 local ik = tag .. 's:' .. ib(id)
 local m = redis.call('HGET', ik, id)
@@ -416,7 +421,7 @@ redis.call('HDEL', sk, m)
 redis.call('HDEL', ik, id)
 forget(tag, KEYS[1], f, m, sk)
 gone(tag, m, id, ms)
-keep(tag, nonce, m .. v, ms)
+keep(tag, call, m .. v, ms)
 return { m, v }
 "#;
 
@@ -426,15 +431,17 @@ return { m, v }
 /// caller, whichever process calls. A value that cannot be parsed is claimed too (the caller
 /// reports it as corrupt).
 ///
-/// What it claimed is kept under the call's nonce (as `REMOVE`'s answer): sent again, the
-/// call answers the same.
+/// Each session claimed is marked removed (as by `REMOVE`: its create, were it sent again,
+/// would not bring it back), and what the call claimed is kept under its nonce and `now`
+/// (`{P}v3:r:<nonce><now>`, as `REMOVE`'s answer): sent again, the call answers the same.
 ///
-/// KEYS: due. ARGV: tag, now, max, backstop, kept (ms), nonce (16 bytes). Returns `{key,
+/// KEYS: due. ARGV: tag, now, max, backstop, gone (ms), nonce (16 bytes). Returns `{key,
 /// value, key, value, …}`.
 const CLAIM: &str = r#"
 local due, tag = KEYS[1], ARGV[1]
 local now, max, backstop = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local k = kept(tag, ARGV[6])
+local call = ARGV[6] .. ARGV[2]
+local k = kept(tag, call)
 if k then return cmsgpack.unpack(k) end
 local out, found = {}, 0
 while found < max do
@@ -454,6 +461,7 @@ while found < max do
         if d <= now and found < max then
           redis.call('HDEL', sk, m)
           forget(tag, due, f, m, sk)
+          if f then gone(tag, m, f.id, ARGV[5]) end
           out[#out + 1] = m
           out[#out + 1] = v
           found = found + 1
@@ -466,7 +474,7 @@ while found < max do
   end
   if #bs < 32 then break end
 end
-if found > 0 then keep(tag, ARGV[6], cmsgpack.pack(out), ARGV[5]) end
+if found > 0 then keep(tag, call, cmsgpack.pack(out), ARGV[5]) end
 return out
 "#;
 

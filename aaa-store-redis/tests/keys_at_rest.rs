@@ -256,7 +256,11 @@ async fn keys_hold_no_cookie_and_always_expire() {
     assert_eq!(
         check(&mut con, &prefix, &cookies, "claim").await,
         (
-            layout_of(&prefix, &all[4..], &[&cookies[0], &cookies[2]]),
+            layout_of(
+                &prefix,
+                &all[4..],
+                &[&cookies[0], &cookies[1], &cookies[2], &cookies[3]]
+            ),
             3
         )
     );

@@ -16,7 +16,9 @@ use tokio::sync::oneshot;
 
 /// Where the proxy stands: armed with the bytes of a request, it holds back the answer that
 /// follows the first request that holds them, tells `hit`, waits for `go`, and closes that
-/// connection without the answer. Every other byte goes through.
+/// connection without the answer. Every other byte goes through. (The answer held is the
+/// first the server sends after that request: the tests make one call at a time, so it is
+/// that request's.)
 struct Trap {
     needle: Vec<u8>,
     hit: Option<oneshot::Sender<()>>,
@@ -204,7 +206,18 @@ async fn on_a_cluster_every_create_honours_removal_marks() {
     }
     assert!(store.remove(&a.key).await.unwrap().is_some());
     assert!(store.remove_by_id(b.id).await.unwrap().is_some());
-    for r in [&a, &b] {
+    // A claim marks the sessions it claims.
+    let c = record("carol", now, Some(Duration::from_secs(60)), None);
+    assert_eq!(
+        store.create(&c, &none).await.unwrap(),
+        CreateOutcome::Created
+    );
+    let later = now + Duration::from_secs(7200);
+    assert_eq!(
+        store.claim_expired(later, 10).await.unwrap(),
+        vec![c.clone()]
+    );
+    for r in [&a, &b, &c] {
         assert_eq!(
             store.create(r, &none).await.unwrap(),
             CreateOutcome::Created
@@ -212,13 +225,14 @@ async fn on_a_cluster_every_create_honours_removal_marks() {
         assert_eq!(store.get(&r.key, now).await.unwrap(), None);
     }
     assert!(store.list(now).await.unwrap().is_empty());
+    assert!(store.claim_expired(later, 10).await.unwrap().is_empty());
     // Another session under another key is created as ever.
-    let c = record("carol", now, hour, None);
+    let d = record("dave", now, hour, None);
     assert_eq!(
-        store.create(&c, &none).await.unwrap(),
+        store.create(&d, &none).await.unwrap(),
         CreateOutcome::Created
     );
-    assert_eq!(store.list(now).await.unwrap(), vec![c]);
+    assert_eq!(store.list(now).await.unwrap(), vec![d]);
 }
 
 /// Arms `trap` with `needle` and returns the channels to follow it: `hit` once the answer is
@@ -288,6 +302,7 @@ async fn removing_calls_whose_answer_is_lost_answer_the_same_when_sent_again() {
         tokio::spawn(async move { store.remove_by_id(id).await })
     };
     hit.await.unwrap();
+    assert!(!direct.list(now).await.unwrap().contains(&b), "removed");
     go.send(()).unwrap();
     assert_eq!(call.await.unwrap().unwrap(), Some(b.clone()));
     assert!(trap.lock().unwrap().is_none(), "the trap was sprung");
@@ -301,6 +316,7 @@ async fn removing_calls_whose_answer_is_lost_answer_the_same_when_sent_again() {
         tokio::spawn(async move { store.claim_expired(later, 10).await })
     };
     hit.await.unwrap();
+    assert!(!direct.list(now).await.unwrap().contains(&c), "claimed");
     go.send(()).unwrap();
     assert_eq!(call.await.unwrap().unwrap(), vec![c.clone()]);
     assert!(trap.lock().unwrap().is_none(), "the trap was sprung");

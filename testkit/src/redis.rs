@@ -231,12 +231,12 @@ pub fn removal_mark(prefix: &str, key: &aaa_core::CookieHash) -> Vec<u8> {
 }
 
 /// `keys` of a table of `prefix` without those that keep the answers of removing calls
-/// (`{P}v3:r:<nonce>`: their names are random), and how many of those there were.
+/// (`{P}v3:r:<nonce><subject>`: their names are random), and how many of those there were.
 pub fn without_answers(prefix: &str, keys: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, usize) {
     let answer = format!("{}r:", base(prefix)).into_bytes();
     let (answers, rest): (Vec<_>, Vec<_>) = keys
         .into_iter()
-        .partition(|k| k.len() == answer.len() + 16 && k.starts_with(&answer));
+        .partition(|k| k.len() > answer.len() + 16 && k.starts_with(&answer));
     (rest, answers.len())
 }
 
