@@ -114,18 +114,47 @@ fn config(url: &str, prefix: &str) -> RedisConfig {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_removed_before_its_create_is_resent_stays_removed() {
+/// A redis-server of the test's own, a proxy in front of it with its trap, a store of a fresh
+/// prefix reaching the server through the proxy, and one reaching it directly.
+struct Setup {
+    server: RedisServer,
+    trap: Arc<Mutex<Option<Trap>>>,
+    prefix: String,
+    through_proxy: Arc<RedisStore>,
+    direct: RedisStore,
+}
+
+async fn setup(tag: &str) -> Setup {
     let server = RedisServer::start();
     let trap = Arc::new(Mutex::new(None));
     let port = proxy(server.port(), trap.clone()).await;
-    let prefix = unique_prefix("lost");
-    let through_proxy = RedisStore::connect(config(&format!("redis://127.0.0.1:{port}"), &prefix))
-        .await
-        .unwrap();
+    let prefix = unique_prefix(tag);
+    let through_proxy = Arc::new(
+        RedisStore::connect(config(&format!("redis://127.0.0.1:{port}"), &prefix))
+            .await
+            .unwrap(),
+    );
     let direct = RedisStore::connect(config(&server.url(), &prefix))
         .await
         .unwrap();
+    Setup {
+        server,
+        trap,
+        prefix,
+        through_proxy,
+        direct,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_removed_before_its_create_is_resent_stays_removed() {
+    let Setup {
+        server,
+        trap,
+        prefix,
+        through_proxy,
+        direct,
+    } = setup("lost").await;
     let now = base_time();
     let hour = Some(Duration::from_secs(3600));
     // A first create loads the script into the server: the trapped request is the create
@@ -143,12 +172,8 @@ async fn a_session_removed_before_its_create_is_resent_stays_removed() {
     let (hit_rx, go_tx) = arm(&trap, a.key.as_bytes());
     let creating = {
         let a = a.clone();
-        tokio::spawn(async move {
-            through_proxy
-                .create(&a, &SessionLimits::default())
-                .await
-                .map(|outcome| (outcome, through_proxy))
-        })
+        let store = through_proxy.clone();
+        tokio::spawn(async move { store.create(&a, &SessionLimits::default()).await })
     };
     // The create ran on the server; its answer is held. Another process lists the session and
     // clears it; then the creator's connection drops.
@@ -159,10 +184,10 @@ async fn a_session_removed_before_its_create_is_resent_stays_removed() {
 
     // The creator sends its create again on a fresh connection: it was created (and since
     // removed), and nothing brings it back.
-    let (outcome, through_proxy) = creating.await.unwrap().unwrap();
+    let outcome = creating.await.unwrap().unwrap();
     assert_eq!(outcome, CreateOutcome::Created);
     assert!(trap.lock().unwrap().is_none(), "the trap was sprung");
-    for store in [&direct, &through_proxy] {
+    for store in [&direct, &*through_proxy] {
         assert_eq!(store.get(&a.key, now).await.unwrap(), None);
         assert_eq!(
             store
@@ -252,18 +277,13 @@ fn arm(trap: &Mutex<Option<Trap>>, needle: &[u8]) -> (oneshot::Receiver<()>, one
 /// what the first send removed: each session's end is reported once, not lost as "nothing".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_calls_whose_answer_is_lost_answer_the_same_when_sent_again() {
-    let server = RedisServer::start();
-    let trap = Arc::new(Mutex::new(None));
-    let port = proxy(server.port(), trap.clone()).await;
-    let prefix = unique_prefix("lost-rm");
-    let store = Arc::new(
-        RedisStore::connect(config(&format!("redis://127.0.0.1:{port}"), &prefix))
-            .await
-            .unwrap(),
-    );
-    let direct = RedisStore::connect(config(&server.url(), &prefix))
-        .await
-        .unwrap();
+    let Setup {
+        server: _server,
+        trap,
+        through_proxy: store,
+        direct,
+        ..
+    } = setup("lost-rm").await;
     let now = base_time();
     let hour = Some(Duration::from_secs(3600));
     let none = SessionLimits::default();
