@@ -115,11 +115,15 @@
 //!   from another process in that moment), the removal's mark (`{P}v3:g:<key>`, which
 //!   `remove` and `remove_by_id` leave with the session's id) answers "created" and writes
 //!   nothing: revocation stays final (a claim leaves the same mark on each session it claims).
-//!   A first send on a standalone server does not look for
-//!   marks (no cost on the common path); on Redis Cluster every create does, as the cluster
-//!   client resends a command by itself when its connection drops. So on Cluster a create of
-//!   the very record (key and id) removed less than the mark's life ago answers "created" and
-//!   creates nothing — only ever a resend, since a key is the hash of a fresh random cookie.
+//!   Every create looks for the mark (the cluster client also resends a command by itself
+//!   when its connection drops; the look costs nothing measurable), so a create of the very
+//!   record (key and id) removed less than the mark's life ago answers "created" and creates
+//!   nothing — only ever a resend, since a key is the hash of a fresh random cookie. A create
+//!   that fails once sent (timed out, connection lost: whether Redis ran it is unknown) is
+//!   **undone** in the background: one `remove` script removes its session if Redis made it
+//!   and marks its key either way, so the create, should it reach Redis only then, makes
+//!   nothing. A caller told "failed" leaves no session behind to be listed, or to count
+//!   against its user's limit until its idle deadline.
 //! - `validate`: first a read, and when the value says the session is live and no touch is
 //!   due (or `touch` is off), that is the answer: a read writes and recreates nothing.
 //!   Otherwise one script reads the value and decides from its deadlines; absent or past its

@@ -124,7 +124,7 @@ local function kept(tag, call) return redis.call('GET', tag .. 'r:' .. call) end
 /// refused create may still build the user index, which is about the others).
 /// Concurrent creates are sent together, so one call carries many.
 ///
-/// KEYS: due. ARGV: tag, backstop, items, deadline, gone: items is, for each session, packed
+/// KEYS: due. ARGV: tag, backstop, items, deadline: items is, for each session, packed
 /// (numbers big-endian) — key (32 bytes), id (8), now (8), ttl (8), per-user limit (4; 0:
 /// none), total limit (4; 0: none), then four strings, each after its length (2): the name of
 /// its bucket, the name of its id's bucket (empty when it is the same: always for the ids this
@@ -132,15 +132,13 @@ local function kept(tag, call) return redis.call('GET', tag .. 'r:' .. call) end
 /// batch, read by one `struct.unpack` per session: parsing many small arguments, or building
 /// names in Lua, costs the server more; every string made in Lua costs it too.) deadline: the
 /// earliest deadline of the batch's sessions, in decimal: the bucket index's score for every
-/// bucket they go to (a lower bound of each one's deadline, as the index needs). gone: `1` to
-/// look for each session's removal mark first (see `REMOVE`): a create sent again after its
-/// connection dropped, or on Redis Cluster (whose client resends by itself); `0` otherwise.
+/// bucket they go to (a lower bound of each one's deadline, as the index needs). A session
+/// whose key holds a removal mark with its id (see `REMOVE`) is answered `o` and not written.
 /// Returns one string, a byte per session: `o` (created), `k` (key taken), `i` (id taken), `u`
 /// (user limit), `t` (total limit), or `x` (a value that does not parse, which the client
 /// never sends).
 const CREATE: &str = r#"
 local due, tag, backstop, batch_deadline = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[4]
-local check_gone = ARGV[5] == '1'
 -- The live sessions in total, once counted exactly in this call (nil until then); kept up to
 -- date by this call's creates.
 local live_total
@@ -214,9 +212,10 @@ local function count_live(now)
   return n - expired
 end
 local function one(m, id, v, now, ttl, per_user, total, b, sk, ik)
-  -- This very create, sent again after a lost answer, and its session removed since: it was
-  -- created, and stays removed (revocation is final).
-  if check_gone and redis.call('GET', tag .. 'g:' .. m) == id then return 'o' end
+  -- This very create, sent again after a lost answer, and its session removed since (or
+  -- undone, its caller told it failed): it was created, and stays removed (revocation is
+  -- final). A key is the hash of a fresh random cookie: only this create can meet its mark.
+  if redis.call('GET', tag .. 'g:' .. m) == id then return 'o' end
   if ik == '' then ik = sk end
   -- Whatever this create's answer, `due` may have been written for it (a user index built,
   -- a count made exact): its TTL must cover this session's (extended once, at the end; an
@@ -375,15 +374,22 @@ return out
 /// Its answer is kept under the call's nonce and the key (`{P}v3:r:<nonce><key>`, as long as
 /// the mark): sent again, the call answers the same.
 ///
-/// KEYS: due. ARGV: tag, key, gone (ms), nonce (16 bytes). Returns the value, or nil.
+/// With an id (undoing a create that failed), the key is marked removed with that id even
+/// when it holds no session, so that the create, reaching Redis only afterwards, makes nothing.
+///
+/// KEYS: due. ARGV: tag, key, gone (ms), nonce (16 bytes), and optionally id (8 bytes).
+/// Returns the value, or nil.
 const REMOVE: &str = r#"
-local tag, m, ms = ARGV[1], ARGV[2], ARGV[3]
+local tag, m, ms, undo = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
 local call = ARGV[4] .. m
 local k = kept(tag, call)
 if k then return k end
 local sk = tag .. 's:' .. kb(m)
 local v = redis.call('HGET', sk, m)
-if not v then return false end
+if not v then
+  if undo then gone(tag, m, undo, ms) end
+  return false
+end
 redis.call('HDEL', sk, m)
 local f = parse(v)
 forget(tag, KEYS[1], f, m, sk)

@@ -701,15 +701,31 @@ impl RedisStore {
         }
     }
 
+    /// A create, and should it fail once sent (timed out, connection lost, any error: whether
+    /// Redis ran it is unknown), its undoing: a session its caller was told was not made
+    /// would otherwise be listed, and count against the limits, until its idle deadline.
     async fn create_inner(
         &self,
         record: &SessionRecord,
         limits: &SessionLimits,
     ) -> Result<CreateOutcome, RedisStoreError> {
+        let item = CreateItem::new(record, limits, &self.shared)?;
+        let result = self.send_create(item).await;
+        if result.is_err() {
+            let shared = self.shared.clone();
+            let (key, id) = (record.key, record.id);
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn(async move { shared.undo_create(key, id).await })),
+                Err(_) => shared.undo_create(key, id).await,
+            }
+        }
+        result
+    }
+
+    async fn send_create(&self, item: CreateItem) -> Result<CreateOutcome, RedisStoreError> {
         const OP: &str = "create";
         let budget = self.shared.config.operation_timeout();
         let deadline = Instant::now() + budget;
-        let item = CreateItem::new(record, limits, &self.shared)?;
         let item = match &self.creator {
             Some(tx) => {
                 let (reply, answer) = oneshot::channel();
@@ -1202,7 +1218,7 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<Lookup>) {
     }
     let pipe = &pipe;
     let values = shared
-        .run_within(OP, time_left, |mut conn, _| async move {
+        .run_within(OP, time_left, |mut conn| async move {
             pipe.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)
                 .await
                 .map_err(|source| RedisStoreError::Redis {
@@ -1217,8 +1233,7 @@ async fn read_jobs(shared: Arc<Shared>, jobs: Vec<Lookup>) {
 
 /// Sends creates in one call of the create script (resent once if the connection dropped:
 /// the script recognises its own value, and its removal mark should its session have been
-/// removed meanwhile), within the latest deadline among them; each gets its
-/// answer.
+/// removed meanwhile), within the latest deadline among them; each gets its answer.
 async fn create_jobs(shared: Arc<Shared>, jobs: Vec<CreateJob>) {
     const OP: &str = "create";
     let budget = shared.config.operation_timeout();
@@ -1268,33 +1283,13 @@ impl Shared {
             packed.extend_from_slice(&item.packed);
         }
         let earliest = items.iter().map(|i| i.deadline).min().unwrap_or(0);
-        let mut earliest_text = itoa::Buffer::new();
-        let earliest = earliest_text.format(earliest);
-        // The removal marks are looked for when the creates may have run already: sent again
-        // here, or on Redis Cluster, whose client resends a command by itself when its
-        // connection drops.
-        let cluster = self.config.url().is_cluster();
-        let (packed, base, due) = (&packed, &self.keys.base, &self.keys.due);
-        let backstop = self.backstop_ms();
-        let reply = self
-            .run_within(OP, budget, |mut conn, again| {
-                let mut inv = CREATE_SCRIPT.prepare_invoke();
-                inv.key(due)
-                    .arg(base)
-                    .arg(backstop)
-                    .arg(packed.as_slice())
-                    .arg(earliest)
-                    .arg(if again || cluster { "1" } else { "0" });
-                async move {
-                    inv.invoke_async::<Value>(&mut conn)
-                        .await
-                        .map_err(|source| RedisStoreError::Redis {
-                            operation: OP,
-                            source,
-                        })
-                }
-            })
-            .await?;
+        let mut inv = CREATE_SCRIPT.prepare_invoke();
+        inv.key(&self.keys.due)
+            .arg(&self.keys.base)
+            .arg(self.backstop_ms())
+            .arg(packed)
+            .arg(itoa::Buffer::new().format(earliest));
+        let reply = self.invoke_within(OP, budget, &inv).await?;
         // One byte per session.
         match reply {
             Value::BulkString(answers) if answers.len() == items.len() => Ok(answers),
@@ -1324,6 +1319,33 @@ impl Shared {
         out[..8].copy_from_slice(&self.nonce_base);
         out[8..].copy_from_slice(&n.to_be_bytes());
         out
+    }
+
+    /// Undoes a create that failed once sent: removes its session, if Redis made it, and
+    /// marks its key removed either way, in one script, so that the create, should it reach
+    /// Redis only now (still queued, or resent by a cluster client), makes nothing. Sent on the
+    /// same connection as the create was, after it: Redis runs them in that order. Nobody
+    /// waits for it; it is logged.
+    async fn undo_create(&self, key: CookieHash, id: SessionId) {
+        const OP: &str = "undo_create";
+        let mut inv = REMOVE_SCRIPT.prepare_invoke();
+        inv.key(&self.keys.due)
+            .arg(&self.keys.base)
+            .arg(key.as_bytes().as_slice())
+            .arg(self.gone_ms())
+            .arg(self.nonce().as_slice())
+            .arg(id.as_u64().to_be_bytes().as_slice());
+        match self.invoke(OP, &inv).await {
+            Ok(Value::Nil) => {
+                tracing::debug!(target: "aaa::store::redis", session = %id, "a failed create made no session; its key is marked removed");
+            }
+            Ok(_) => {
+                tracing::info!(target: "aaa::store::redis", session = %id, "a failed create had made its session: removed");
+            }
+            Err(e) => {
+                tracing::warn!(target: "aaa::store::redis", session = %id, error = %e, "could not undo a failed create: its session, if Redis made it, lasts until its deadline");
+            }
+        }
     }
 
     /// How long a removed session's mark lasts, in ms: its create, sent again after a lost
@@ -1368,9 +1390,8 @@ impl Shared {
     }
 
     /// Runs `f` within `budget`. An operation whose connection dropped is sent once more on a
-    /// fresh one (the connection manager reconnects meanwhile; `f`'s second argument tells it
-    /// is sent again), as every operation answers the same the second time: reads and
-    /// validations by nature; a create recognises its own value (and its session's removal
+    /// fresh one (the connection manager reconnects meanwhile), as every operation answers
+    /// the same the second time: reads and validations by nature; a create recognises its own value (and its session's removal
     /// mark); a remove or a claim finds its answer kept under its nonce (without which it would
     /// answer "nothing", and the end it made would never be reported).
     async fn run_within<T, F, Fut>(
@@ -1380,14 +1401,14 @@ impl Shared {
         f: F,
     ) -> Result<T, RedisStoreError>
     where
-        F: Fn(Conn, bool) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisStoreError>>,
     {
         let attempt = async {
-            match f(self.conn(), false).await {
+            match f(self.conn()).await {
                 Err(e) if e.is_connection_lost() => {
                     tracing::debug!(target: "aaa::store::redis", operation, error = %e, "connection lost; sending again");
-                    f(self.conn(), true).await
+                    f(self.conn()).await
                 }
                 other => other,
             }
@@ -1415,7 +1436,7 @@ impl Shared {
         cmd: &Cmd,
     ) -> Result<T, RedisStoreError> {
         let budget = self.config.operation_timeout();
-        self.run_within(operation, budget, |mut conn, _| async move {
+        self.run_within(operation, budget, |mut conn| async move {
             cmd.query_async(&mut conn)
                 .await
                 .map_err(|source| RedisStoreError::Redis { operation, source })
@@ -1439,7 +1460,7 @@ impl Shared {
         budget: Duration,
         inv: &ScriptInvocation<'_>,
     ) -> Result<Value, RedisStoreError> {
-        self.run_within(operation, budget, |mut conn, _| async move {
+        self.run_within(operation, budget, |mut conn| async move {
             inv.invoke_async::<Value>(&mut conn)
                 .await
                 .map_err(|source| RedisStoreError::Redis { operation, source })

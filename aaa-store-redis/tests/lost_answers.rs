@@ -1,7 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)] // tests: a panic is a failure
-//! A create whose answer is lost is sent again; a session removed between the two sends stays
-//! removed (revocation is final). A proxy between the store and its own redis-server holds
-//! back the answer to the create, and closes the connection once the session was removed.
+//! Calls whose answer is lost. A create is sent again; a session removed between the two
+//! sends stays removed (revocation is final). A remove, remove by id or claim sent again
+//! answers what the first send removed. A create that fails (timed out, or never arrived) is
+//! undone: no session is left behind, and the create arriving late makes nothing. A proxy
+//! between the store and its own redis-server holds back answers, or cuts requests.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,11 +20,13 @@ use tokio::sync::oneshot;
 /// follows the first request that holds them, tells `hit`, waits for `go`, and closes that
 /// connection without the answer. Every other byte goes through. (The answer held is the
 /// first the server sends after that request: the tests make one call at a time, so it is
-/// that request's.)
+/// that request's.) With `cut` > 0 it instead closes the connection of each of the next `cut`
+/// requests that hold the bytes, before they reach the server.
 struct Trap {
     needle: Vec<u8>,
     hit: Option<oneshot::Sender<()>>,
     go: Option<oneshot::Receiver<()>>,
+    cut: u32,
 }
 
 async fn proxy(upstream: u16, trap: Arc<Mutex<Option<Trap>>>) -> u16 {
@@ -65,6 +69,15 @@ async fn relay(client: TcpStream, server: TcpStream, trap: Arc<Mutex<Option<Trap
                 let holds = armed
                     .as_ref()
                     .is_some_and(|t| seen.windows(t.needle.len()).any(|w| w == t.needle));
+                if holds && armed.as_ref().is_some_and(|t| t.cut > 0) {
+                    let t = armed.as_mut().unwrap();
+                    t.cut -= 1;
+                    if t.cut == 0 {
+                        *armed = None;
+                    }
+                    // Never sent: the server sees the connection end, and so does the client.
+                    return;
+                }
                 if holds {
                     let t = armed.take().unwrap();
                     let _ = sprung_tx.take().unwrap().send(t);
@@ -208,16 +221,23 @@ async fn a_session_removed_before_its_create_is_resent_stays_removed() {
     assert!(ttl > 0, "the removal mark has a TTL: {ttl}");
 }
 
-/// On Redis Cluster the client resends a command by itself when its connection drops: every
-/// create looks for a removal mark. The same create once more after a removal is recognised.
+/// Every create looks for a removal mark (on Redis Cluster the client also resends a command
+/// by itself when its connection drops): the same create once more after a removal, by key,
+/// by id or by a claim, is recognised and makes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_a_cluster_every_create_honours_removal_marks() {
-    let store = RedisStore::connect(config(
-        &RedisCluster::shared().url(),
-        &unique_prefix("lost-cluster"),
-    ))
-    .await
-    .unwrap();
+async fn every_create_honours_removal_marks_standalone() {
+    every_create_honours_removal_marks(&RedisServer::shared().url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_create_honours_removal_marks_cluster() {
+    every_create_honours_removal_marks(&RedisCluster::shared().url()).await;
+}
+
+async fn every_create_honours_removal_marks(url: &str) {
+    let store = RedisStore::connect(config(url, &unique_prefix("marks")))
+        .await
+        .unwrap();
     let now = base_time();
     let hour = Some(Duration::from_secs(3600));
     let none = SessionLimits::default();
@@ -269,6 +289,7 @@ fn arm(trap: &Mutex<Option<Trap>>, needle: &[u8]) -> (oneshot::Receiver<()>, one
         needle: needle.to_vec(),
         hit: Some(hit_tx),
         go: Some(go_rx),
+        cut: 0,
     });
     (hit_rx, go_tx)
 }
@@ -346,4 +367,140 @@ async fn removing_calls_whose_answer_is_lost_answer_the_same_when_sent_again() {
     assert!(direct.claim_expired(later, 10).await.unwrap().is_empty());
     assert_eq!(direct.remove(&a.key).await.unwrap(), None);
     assert_eq!(direct.remove_by_id(b.id).await.unwrap(), None);
+}
+
+/// A create that times out while Redis is frozen runs once Redis goes on; its undoing, sent
+/// after it, removes the session: the caller, told the create failed, leaves no session to be
+/// listed or counted. The create arriving again later makes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_timed_out_is_undone() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("undo");
+    let short = Duration::from_millis(300);
+    let store = RedisStore::connect(
+        config(&server.url(), &prefix)
+            .with_connect_timeout(short)
+            .with_response_timeout(short),
+    )
+    .await
+    .unwrap();
+    let direct = RedisStore::connect(config(&server.url(), &prefix))
+        .await
+        .unwrap();
+    let now = base_time();
+    let hour = Some(Duration::from_secs(3600));
+    let none = SessionLimits::default();
+    // The scripts are loaded first: while Redis is frozen the calls are sent whole, never a
+    // first try waiting for "no such script".
+    let warm = record("warm", now, hour, None);
+    assert_eq!(
+        store.create(&warm, &none).await.unwrap(),
+        CreateOutcome::Created
+    );
+    let absent = record("nobody", now, hour, None);
+    assert_eq!(store.remove(&absent.key).await.unwrap(), None);
+
+    let a = record("alice", now, hour, None);
+    server.pause();
+    let failed = store.create(&a, &none).await;
+    server.resume();
+    assert!(failed.is_err(), "{failed:?}");
+    let mark = removal_mark(&prefix, &a.key);
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut waited = Duration::ZERO;
+    loop {
+        let gone = direct.get(&a.key, now).await.unwrap().is_none();
+        let marked: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&mark)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let marked = marked.as_deref() == Some(a.id.as_u64().to_be_bytes().as_slice());
+        if gone && marked {
+            break;
+        }
+        assert!(
+            waited < Duration::from_secs(10),
+            "the failed create was not undone: session gone {gone}, key marked {marked}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+    assert_eq!(direct.list(now).await.unwrap(), vec![warm.clone()]);
+    // The same create, arriving again (resent by a cluster client, say), makes nothing.
+    assert_eq!(
+        direct.create(&a, &none).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(direct.get(&a.key, now).await.unwrap(), None);
+    assert_eq!(direct.list(now).await.unwrap(), vec![warm]);
+}
+
+/// A create that never reached Redis (its connection cut before it, twice: the send and the
+/// resend) fails; its undoing finds no session and marks the key all the same, so the create,
+/// should it reach Redis after all, makes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_never_arrived_is_undone_too() {
+    let Setup {
+        server,
+        trap,
+        prefix,
+        through_proxy: store,
+        direct,
+    } = setup("undo-cut").await;
+    let now = base_time();
+    let hour = Some(Duration::from_secs(3600));
+    let none = SessionLimits::default();
+    let warm = record("warm", now, hour, None);
+    assert_eq!(
+        store.create(&warm, &none).await.unwrap(),
+        CreateOutcome::Created
+    );
+    let absent = record("nobody", now, hour, None);
+    assert_eq!(store.remove(&absent.key).await.unwrap(), None);
+
+    let a = record("alice", now, hour, None);
+    *trap.lock().unwrap() = Some(Trap {
+        needle: a.key.as_bytes().to_vec(),
+        hit: None,
+        go: None,
+        cut: 2,
+    });
+    let failed = store.create(&a, &none).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(trap.lock().unwrap().is_none(), "both sends were cut");
+    // The undoing is sent on a connection of its own (the proxy lets it through): it finds no
+    // session, and marks the key.
+    let mark = removal_mark(&prefix, &a.key);
+    let mut con = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut waited = Duration::ZERO;
+    loop {
+        let marked: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&mark)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if marked.as_deref() == Some(a.id.as_u64().to_be_bytes().as_slice()) {
+            break;
+        }
+        assert!(waited < Duration::from_secs(10), "the key was never marked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+    assert_eq!(direct.get(&a.key, now).await.unwrap(), None);
+    // The create, arriving now, makes nothing.
+    assert_eq!(
+        direct.create(&a, &none).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(direct.get(&a.key, now).await.unwrap(), None);
+    assert_eq!(direct.list(now).await.unwrap(), vec![warm]);
 }
