@@ -56,6 +56,10 @@ pub trait SessionStore: fmt::Debug + Send + Sync + 'static {
 
     /// Inserts `record` under `record.key` if neither its key nor its id exists, and if the
     /// limits allow.
+    ///
+    /// An error leaves the outcome unknown to the caller, and a store may undo the attempt
+    /// (the Redis store does, in the background): to try again, make a fresh record (a new
+    /// cookie), never send the same one.
     async fn create(
         &self,
         record: &SessionRecord,

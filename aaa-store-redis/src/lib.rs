@@ -88,8 +88,8 @@
 //! create with a per-user limit builds the index again. The build blocks the server while it
 //! runs (measured 0.3–0.5 s per 100,000 sessions; nothing for an empty table): a table that
 //! may use per-user limits should have one from its first session. Past the response timeout
-//! the creates sent with it fail with a timeout, though Redis completes them (they count until
-//! they expire), and the next ones proceed; past `busy-reply-threshold` (5 s, about a million
+//! the creates sent with it fail with a timeout, though Redis completes them (then undoes
+//! them: below), and the next ones proceed; past `busy-reply-threshold` (5 s, about a million
 //! sessions) other clients get `BUSY` meanwhile. A process of an earlier version of this store
 //! (which kept the index always, and knows no mark) undercounts a user's sessions created by
 //! this one before the mark: upgrade the processes of a prefix together.
@@ -121,9 +121,12 @@
 //!   nothing — only ever a resend, since a key is the hash of a fresh random cookie. A create
 //!   that fails once sent (timed out, connection lost: whether Redis ran it is unknown) is
 //!   **undone** in the background: one `remove` script removes its session if Redis made it
-//!   and marks its key either way, so the create, should it reach Redis only then, makes
-//!   nothing. A caller told "failed" leaves no session behind to be listed, or to count
-//!   against its user's limit until its idle deadline.
+//!   and marks its key either way, so the create, should it reach Redis only then (however
+//!   late, within the mark's life), makes nothing. A caller told "failed" leaves no session
+//!   behind to be listed, or to count against its user's limit until its idle deadline —
+//!   unless the undo fails too (Redis down throughout: logged). So a record must not be
+//!   created again after an error: a retry takes a fresh cookie (the session manager always
+//!   does).
 //! - `validate`: first a read, and when the value says the session is live and no touch is
 //!   due (or `touch` is off), that is the answer: a read writes and recreates nothing.
 //!   Otherwise one script reads the value and decides from its deadlines; absent or past its

@@ -374,8 +374,9 @@ return out
 /// Its answer is kept under the call's nonce and the key (`{P}v3:r:<nonce><key>`, as long as
 /// the mark): sent again, the call answers the same.
 ///
-/// With an id (undoing a create that failed), the key is marked removed with that id even
-/// when it holds no session, so that the create, reaching Redis only afterwards, makes nothing.
+/// With an id (undoing a create that failed), only a session of that id is removed, and the
+/// key is marked removed with that id even when it holds no session, so that the create,
+/// reaching Redis only afterwards, makes nothing.
 ///
 /// KEYS: due. ARGV: tag, key, gone (ms), nonce (16 bytes), and optionally id (8 bytes).
 /// Returns the value, or nil.
@@ -390,8 +391,10 @@ if not v then
   if undo then gone(tag, m, undo, ms) end
   return false
 end
-redis.call('HDEL', sk, m)
 local f = parse(v)
+-- Undoing a create removes its session only.
+if undo and not (f and f.id == undo) then return false end
+redis.call('HDEL', sk, m)
 forget(tag, KEYS[1], f, m, sk)
 if f then gone(tag, m, f.id, ms) end
 keep(tag, call, v, ms)

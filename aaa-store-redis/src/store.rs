@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aaa_core::{
     AaaError, CookieHash, CreateOutcome, SessionId, SessionLimits, SessionRecord, SessionStore,
-    StoreError, async_trait, unix_ms,
+    StoreError, StoreErrorKind, async_trait, unix_ms,
 };
 use rand::TryRng as _;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -714,9 +714,9 @@ impl RedisStore {
         if result.is_err() {
             let shared = self.shared.clone();
             let (key, id) = (record.key, record.id);
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => drop(rt.spawn(async move { shared.undo_create(key, id).await })),
-                Err(_) => shared.undo_create(key, id).await,
+            // Sending took the runtime's timers: there is one.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                drop(rt.spawn(async move { shared.undo_create(key, id).await }));
             }
         }
         result
@@ -1323,9 +1323,10 @@ impl Shared {
 
     /// Undoes a create that failed once sent: removes its session, if Redis made it, and
     /// marks its key removed either way, in one script, so that the create, should it reach
-    /// Redis only now (still queued, or resent by a cluster client), makes nothing. Sent on the
-    /// same connection as the create was, after it: Redis runs them in that order. Nobody
-    /// waits for it; it is logged.
+    /// Redis only later (still queued, or resent by a cluster client), makes nothing —
+    /// whichever comes first, no session is left. Nobody waits for it; it is logged (a failure
+    /// while Redis is unreachable at debug level: the create then most likely never ran, and
+    /// every create of an outage would log one).
     async fn undo_create(&self, key: CookieHash, id: SessionId) {
         const OP: &str = "undo_create";
         let mut inv = REMOVE_SCRIPT.prepare_invoke();
@@ -1341,6 +1342,9 @@ impl Shared {
             }
             Ok(_) => {
                 tracing::info!(target: "aaa::store::redis", session = %id, "a failed create had made its session: removed");
+            }
+            Err(e) if e.kind() == StoreErrorKind::Unreachable => {
+                tracing::debug!(target: "aaa::store::redis", session = %id, error = %e, "could not undo a failed create (Redis unreachable): its session, if Redis made it, lasts until its deadline");
             }
             Err(e) => {
                 tracing::warn!(target: "aaa::store::redis", session = %id, error = %e, "could not undo a failed create: its session, if Redis made it, lasts until its deadline");
