@@ -203,9 +203,9 @@
 //! `tls`: rustls, trusting the system's root certificates or the CAs given to
 //! `RedisConfig::with_tls_root_ca`); `redis+cluster://host:port,host:port` (and
 //! `rediss+cluster://`). Needs Redis 7.0 or later (RESP3, `ZADD … LT`, `struct` and
-//! `cmsgpack` in Lua). A
-//! standalone store opens up to three connections per process: the connection manager's, and
-//! two reading connections (each opened at the first validation that needs it).
+//! `cmsgpack` in Lua). A standalone store opens up to three connections per process: the
+//! connection manager's, and two reading connections (each opened at the first validation
+//! that needs it).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -757,14 +757,7 @@ impl RedisStore {
         key: &CookieHash,
     ) -> Result<Option<SessionRecord>, RedisStoreError> {
         const OP: &str = "remove";
-        let keys = &self.shared.keys;
-        let mut inv = REMOVE_SCRIPT.prepare_invoke();
-        inv.key(&keys.due)
-            .arg(&keys.base)
-            .arg(key.as_bytes().as_slice())
-            .arg(self.shared.gone_ms())
-            .arg(self.shared.nonce().as_slice());
-        match self.shared.invoke(OP, &inv).await? {
+        match self.shared.remove(OP, key, None).await? {
             Value::Nil => Ok(None),
             Value::BulkString(v) => decode(*key, &v).map(Some),
             _ => Err(RedisStoreError::UnexpectedReply { operation: OP }),
@@ -1328,15 +1321,7 @@ impl Shared {
     /// while Redis is unreachable at debug level: the create then most likely never ran, and
     /// every create of an outage would log one).
     async fn undo_create(&self, key: CookieHash, id: SessionId) {
-        const OP: &str = "undo_create";
-        let mut inv = REMOVE_SCRIPT.prepare_invoke();
-        inv.key(&self.keys.due)
-            .arg(&self.keys.base)
-            .arg(key.as_bytes().as_slice())
-            .arg(self.gone_ms())
-            .arg(self.nonce().as_slice())
-            .arg(id.as_u64().to_be_bytes().as_slice());
-        match self.invoke(OP, &inv).await {
+        match self.remove("undo_create", &key, Some(id)).await {
             Ok(Value::Nil) => {
                 tracing::debug!(target: "aaa::store::redis", session = %id, "a failed create made no session; its key is marked removed");
             }
@@ -1350,6 +1335,26 @@ impl Shared {
                 tracing::warn!(target: "aaa::store::redis", session = %id, error = %e, "could not undo a failed create: its session, if Redis made it, lasts until its deadline");
             }
         }
+    }
+
+    /// One call of the remove script for `key`; with `undo`, the id of a create that failed
+    /// (see `undo_create`).
+    async fn remove(
+        &self,
+        operation: &'static str,
+        key: &CookieHash,
+        undo: Option<SessionId>,
+    ) -> Result<Value, RedisStoreError> {
+        let mut inv = REMOVE_SCRIPT.prepare_invoke();
+        inv.key(&self.keys.due)
+            .arg(&self.keys.base)
+            .arg(key.as_bytes().as_slice())
+            .arg(self.gone_ms())
+            .arg(self.nonce().as_slice());
+        if let Some(id) = undo {
+            inv.arg(id.as_u64().to_be_bytes().as_slice());
+        }
+        self.invoke(operation, &inv).await
     }
 
     /// How long a removed session's mark lasts, in ms: its create, sent again after a lost
@@ -1395,9 +1400,10 @@ impl Shared {
 
     /// Runs `f` within `budget`. An operation whose connection dropped is sent once more on a
     /// fresh one (the connection manager reconnects meanwhile), as every operation answers
-    /// the same the second time: reads and validations by nature; a create recognises its own value (and its session's removal
-    /// mark); a remove or a claim finds its answer kept under its nonce (without which it would
-    /// answer "nothing", and the end it made would never be reported).
+    /// the same the second time: reads and validations by nature; a create recognises its own
+    /// value (and its session's removal mark); a remove or a claim finds its answer kept under
+    /// its nonce (without which it would answer "nothing", and the end it made would never be
+    /// reported).
     async fn run_within<T, F, Fut>(
         &self,
         operation: &'static str,

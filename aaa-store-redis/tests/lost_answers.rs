@@ -170,16 +170,7 @@ async fn a_session_removed_before_its_create_is_resent_stays_removed() {
     } = setup("lost").await;
     let now = base_time();
     let hour = Some(Duration::from_secs(3600));
-    // A first create loads the script into the server: the trapped request is the create
-    // itself (not a first try answered "no such script").
-    let warm = record("warm", now, hour, None);
-    assert_eq!(
-        through_proxy
-            .create(&warm, &SessionLimits::default())
-            .await
-            .unwrap(),
-        CreateOutcome::Created
-    );
+    let warm = load_scripts(&through_proxy, now).await;
 
     let a = record("alice", now, hour, None);
     let (hit_rx, go_tx) = arm(&trap, a.key.as_bytes());
@@ -390,46 +381,18 @@ async fn a_create_that_timed_out_is_undone() {
     let now = base_time();
     let hour = Some(Duration::from_secs(3600));
     let none = SessionLimits::default();
-    // The scripts are loaded first: while Redis is frozen the calls are sent whole, never a
-    // first try waiting for "no such script".
-    let warm = record("warm", now, hour, None);
-    assert_eq!(
-        store.create(&warm, &none).await.unwrap(),
-        CreateOutcome::Created
-    );
-    let absent = record("nobody", now, hour, None);
-    assert_eq!(store.remove(&absent.key).await.unwrap(), None);
+    // While Redis is frozen the calls are sent whole, never a first try waiting for "no such
+    // script".
+    let warm = load_scripts(&store, now).await;
 
     let a = record("alice", now, hour, None);
     server.pause();
     let failed = store.create(&a, &none).await;
     server.resume();
     assert!(failed.is_err(), "{failed:?}");
-    let mark = removal_mark(&prefix, &a.key);
-    let mut con = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let mut waited = Duration::ZERO;
-    loop {
-        let gone = direct.get(&a.key, now).await.unwrap().is_none();
-        let marked: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(&mark)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        let marked = marked.as_deref() == Some(a.id.as_u64().to_be_bytes().as_slice());
-        if gone && marked {
-            break;
-        }
-        assert!(
-            waited < Duration::from_secs(10),
-            "the failed create was not undone: session gone {gone}, key marked {marked}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += Duration::from_millis(50);
-    }
+    // The undo marks the key and removes the session in one script.
+    wait_for_mark(&server, &prefix, &a).await;
+    assert_eq!(direct.get(&a.key, now).await.unwrap(), None);
     assert_eq!(direct.list(now).await.unwrap(), vec![warm.clone()]);
     // The same create, arriving again (resent by a cluster client, say), makes nothing.
     assert_eq!(
@@ -455,13 +418,7 @@ async fn a_create_that_never_arrived_is_undone_too() {
     let now = base_time();
     let hour = Some(Duration::from_secs(3600));
     let none = SessionLimits::default();
-    let warm = record("warm", now, hour, None);
-    assert_eq!(
-        store.create(&warm, &none).await.unwrap(),
-        CreateOutcome::Created
-    );
-    let absent = record("nobody", now, hour, None);
-    assert_eq!(store.remove(&absent.key).await.unwrap(), None);
+    let warm = load_scripts(&store, now).await;
 
     let a = record("alice", now, hour, None);
     *trap.lock().unwrap() = Some(Trap {
@@ -475,7 +432,38 @@ async fn a_create_that_never_arrived_is_undone_too() {
     assert!(trap.lock().unwrap().is_none(), "both sends were cut");
     // The undoing is sent on a connection of its own (the proxy lets it through): it finds no
     // session, and marks the key.
-    let mark = removal_mark(&prefix, &a.key);
+    wait_for_mark(&server, &prefix, &a).await;
+    assert_eq!(direct.get(&a.key, now).await.unwrap(), None);
+    // The create, arriving now, makes nothing.
+    assert_eq!(
+        direct.create(&a, &none).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(direct.get(&a.key, now).await.unwrap(), None);
+    assert_eq!(direct.list(now).await.unwrap(), vec![warm]);
+}
+
+/// Loads the create and remove scripts into the server through `store` (so that a trapped or
+/// frozen call is the call itself, not a first try answered "no such script"); returns the
+/// session it created.
+async fn load_scripts(store: &RedisStore, now: std::time::SystemTime) -> aaa_core::SessionRecord {
+    let hour = Some(Duration::from_secs(3600));
+    let warm = record("warm", now, hour, None);
+    assert_eq!(
+        store
+            .create(&warm, &SessionLimits::default())
+            .await
+            .unwrap(),
+        CreateOutcome::Created
+    );
+    let absent = record("nobody", now, hour, None);
+    assert_eq!(store.remove(&absent.key).await.unwrap(), None);
+    warm
+}
+
+/// Waits (at most 10 s) until the key of `r` holds a removal mark with its id.
+async fn wait_for_mark(server: &RedisServer, prefix: &str, r: &aaa_core::SessionRecord) {
+    let mark = removal_mark(prefix, &r.key);
     let mut con = redis::Client::open(server.url())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -488,19 +476,11 @@ async fn a_create_that_never_arrived_is_undone_too() {
             .query_async(&mut con)
             .await
             .unwrap();
-        if marked.as_deref() == Some(a.id.as_u64().to_be_bytes().as_slice()) {
-            break;
+        if marked.as_deref() == Some(r.id.as_u64().to_be_bytes().as_slice()) {
+            return;
         }
         assert!(waited < Duration::from_secs(10), "the key was never marked");
         tokio::time::sleep(Duration::from_millis(50)).await;
         waited += Duration::from_millis(50);
     }
-    assert_eq!(direct.get(&a.key, now).await.unwrap(), None);
-    // The create, arriving now, makes nothing.
-    assert_eq!(
-        direct.create(&a, &none).await.unwrap(),
-        CreateOutcome::Created
-    );
-    assert_eq!(direct.get(&a.key, now).await.unwrap(), None);
-    assert_eq!(direct.list(now).await.unwrap(), vec![warm]);
 }
